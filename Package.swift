@@ -1,0 +1,30 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+// The layout of Sources/ is the architecture; see README.md.
+// Raft is the protocol alone: no I/O, no clock, no threads, no dependencies.
+let package = Package(
+    name: "raft-testbed",
+    platforms: [.macOS(.v13)],
+    products: [
+        .library(name: "Raft", targets: ["Raft"]),
+        .library(name: "RaftSimulation", targets: ["RaftSimulation"]),
+        .executable(name: "raft-sim", targets: ["RaftSim"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        .target(name: "Raft"),
+        .target(name: "RaftSimulation", dependencies: ["Raft"]),
+        .executableTarget(
+            name: "RaftSim",
+            dependencies: [
+                "RaftSimulation",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .testTarget(name: "RaftTests", dependencies: ["Raft"]),
+        .testTarget(name: "RaftSimulationTests", dependencies: ["RaftSimulation", "Raft"]),
+    ]
+)

@@ -1,0 +1,995 @@
+/// What a node finds on its disk when it starts: term and vote, its newest snapshot (if
+/// any) and its log. A fresh member of a new cluster starts from a snapshot at index 0 that
+/// holds the first configuration; a node waiting to be added starts with none.
+public struct DurableState: Sendable, Hashable {
+    public var hardState: HardState
+    public var snapshot: SnapshotMetadata?
+    public var log: RaftLog
+
+    public init(hardState: HardState = HardState(), snapshot: SnapshotMetadata? = nil, log: RaftLog = RaftLog()) {
+        self.hardState = hardState
+        self.snapshot = snapshot
+        self.log = log
+    }
+
+    /// The state of a fresh member of a new cluster whose first configuration is `configuration`.
+    public static func bootstrap(_ configuration: Configuration) -> DurableState {
+        DurableState(snapshot: SnapshotMetadata(index: 0, term: 0, configuration: configuration, size: 0))
+    }
+}
+
+/// Why a proposal was refused.
+public enum ProposalError: Error, Sendable, Hashable, CustomStringConvertible {
+    /// Only the leader takes proposals; `leader` is whom this node believes leads.
+    case notLeader(leader: NodeID?)
+    /// A configuration entry is not committed yet; one change at a time.
+    case configChangeInProgress
+    /// The leader has not committed an entry of its own term yet, so it may not change the
+    /// configuration (the single-server change fix of 2015).
+    case leaderNotReady
+    case invalidChange(ConfigurationError)
+
+    public var description: String {
+        switch self {
+        case let .notLeader(l): "not the leader" + (l.map { " (leader is \($0))" } ?? "")
+        case .configChangeInProgress: "a configuration change is in progress"
+        case .leaderNotReady: "the leader has not committed an entry of its term yet"
+        case let .invalidChange(e): e.description
+        }
+    }
+}
+
+/// The Raft protocol as a deterministic state machine.
+///
+/// Call `tick()` at a fixed interval, `step(_:)` for each message from a peer, `propose(_:)`
+/// and `proposeChange(_:)` for clients, and the `snapshot...` methods when the shell finishes
+/// snapshot work; then carry out `takeActions()` in order (see `Action` for the contract).
+/// Nothing here reads a clock, a disk or a socket, and every random choice comes from the
+/// seed, so a schedule of calls replays exactly.
+public struct RaftCore: Sendable {
+    public let id: NodeID
+    public let settings: Settings
+    private var rng: SeededRandom
+
+    // Durable state (the shell persists it when told to).
+    public private(set) var term: Term
+    public private(set) var votedFor: NodeID?
+    public private(set) var log: RaftLog
+    /// The newest durable snapshot.
+    public private(set) var snapshot: SnapshotMetadata?
+
+    // Volatile state.
+    public private(set) var role: Role = .follower
+    public private(set) var leader: NodeID?
+    public private(set) var commitIndex: LogIndex
+    public private(set) var appliedIndex: LogIndex
+    /// What the leader knows of each other member.
+    public private(set) var progress: [NodeID: Progress] = [:]
+    /// Set once this node learns that its removal is committed; it never campaigns again.
+    public private(set) var isRemoved = false
+
+    /// Configurations in force from an index on: the one as of the log's compaction point
+    /// first, then one for each configuration entry in the log, in index order.
+    private var configs: [ConfigAt]
+    private var electionElapsed = 0
+    private var heartbeatElapsed = 0
+    private var randomizedElectionTimeout = 0
+    private var votes: [NodeID: Bool] = [:]
+    /// Members removed by this leader, to be told once their removal commits.
+    private var departing: [NodeID: Departing] = [:]
+    private var snapshotRequested = false
+    private var receiving: Receiving?
+    private var actions: [Action] = []
+
+    private struct ConfigAt: Sendable, Hashable {
+        var index: LogIndex
+        var configuration: Configuration
+    }
+
+    private struct Departing: Sendable, Hashable {
+        var configIndex: LogIndex
+        var noticesLeft: Int
+    }
+
+    private struct Receiving: Sendable, Hashable {
+        var from: NodeID
+        var snapshot: SnapshotMetadata
+        var nextOffset: UInt64 = 0
+        var installing = false
+    }
+
+    public init(id: NodeID, settings: Settings = Settings(), seed: UInt64, state: DurableState) {
+        self.id = id
+        self.settings = settings
+        self.rng = SeededRandom(seed: seed ^ StableHash.of(id.utf8))
+        self.term = state.hardState.term
+        self.votedFor = state.hardState.votedFor
+        var log = state.log
+        let base: ConfigAt
+        if let snap = state.snapshot {
+            // A crash between installing a snapshot and resetting the log leaves a log that
+            // does not reach or does not match the snapshot: the snapshot wins.
+            if log.term(at: snap.index) != snap.term {
+                log = RaftLog(prevIndex: snap.index, prevTerm: snap.term)
+            }
+            base = ConfigAt(index: snap.index, configuration: snap.configuration)
+        } else {
+            base = ConfigAt(index: 0, configuration: .empty)
+        }
+        self.log = log
+        self.snapshot = state.snapshot
+        self.commitIndex = state.snapshot?.index ?? 0
+        self.appliedIndex = commitIndex
+        self.configs = [base]
+        for e in log.entries where e.type == .config && e.index > base.index {
+            if let c = e.configuration { configs.append(ConfigAt(index: e.index, configuration: c)) }
+        }
+        self.role = configuration.isLearner(id) ? .learner : .follower
+        resetElectionTimer()
+    }
+
+    // MARK: Reading
+
+    /// The configuration in force: the newest in the log, committed or not.
+    public var configuration: Configuration {
+        if settings.mutations.contains(.configOnCommit) {
+            return configs.last { $0.index <= commitIndex }?.configuration ?? configs[0].configuration
+        }
+        return configs[configs.count - 1].configuration
+    }
+
+    /// The index of the entry that holds `configuration` (the snapshot's index for one from a snapshot).
+    public var configurationIndex: LogIndex {
+        if settings.mutations.contains(.configOnCommit) {
+            return configs.last { $0.index <= commitIndex }?.index ?? configs[0].index
+        }
+        return configs[configs.count - 1].index
+    }
+
+    /// The newest configuration entry in the log, committed or not (what a leader replicates to).
+    public var latestConfiguration: Configuration { configs[configs.count - 1].configuration }
+    public var latestConfigurationIndex: LogIndex { configs[configs.count - 1].index }
+
+    /// The configuration as of `index` (at or after the log's compaction point).
+    public func configuration(at index: LogIndex) -> Configuration {
+        (configs.last { $0.index <= index } ?? configs[0]).configuration
+    }
+
+    /// Whether a snapshot is being received or installed.
+    public var isReceivingSnapshot: Bool { receiving != nil }
+
+    /// The hard state as it must be on disk.
+    public var hardState: HardState { HardState(term: term, votedFor: votedFor) }
+
+    /// Whether this leader has committed an entry of its own term (so it knows the commit
+    /// index of the cluster and may change the configuration).
+    public var hasCommittedInTerm: Bool { role == .leader && log.term(at: commitIndex) == term }
+
+    /// Hands over the actions produced so far, in order.
+    public mutating func takeActions() -> [Action] {
+        defer { actions.removeAll(keepingCapacity: true) }
+        return actions
+    }
+
+    // MARK: Time
+
+    /// One tick of the clock.
+    public mutating func tick() {
+        electionElapsed += 1
+        if role == .leader {
+            heartbeatElapsed += 1
+            if electionElapsed >= settings.electionTicks {
+                electionElapsed = 0
+                if settings.checkQuorum && !checkQuorumActive() {
+                    becomeFollower(term: term, leader: nil)
+                    return
+                }
+                // CheckQuorum's window starts again.
+                for peer in progress.keys { progress[peer]?.recentActive = false }
+            }
+            if heartbeatElapsed >= settings.heartbeatTicks {
+                heartbeatElapsed = 0
+                broadcastHeartbeat()
+                maybePromoteLearner()
+            }
+        } else if electionElapsed >= randomizedElectionTimeout {
+            electionElapsed = 0
+            if isPromotable {
+                campaign(preVote: settings.preVote)
+            } else {
+                resetElectionTimer()
+            }
+        }
+    }
+
+    /// Whether this node may start an election: a voter, not removed, not taking in a snapshot.
+    private var isPromotable: Bool {
+        configuration.isVoter(id) && !isRemoved && receiving == nil
+    }
+
+    private mutating func resetElectionTimer() {
+        electionElapsed = 0
+        let t = max(1, settings.electionTicks)
+        randomizedElectionTimeout = t + Int(rng.next() % UInt64(t))
+    }
+
+    // MARK: Role changes
+
+    private mutating func setRole(_ newRole: Role, leader newLeader: NodeID?) {
+        let changed = newRole != role || newLeader != leader
+        role = newRole
+        leader = newLeader
+        if changed { actions.append(.observe(.role(newRole, leader: newLeader))) }
+    }
+
+    private mutating func persistHardState() {
+        var hs = hardState
+        if settings.mutations.contains(.goraftVote) { hs.votedFor = nil }
+        actions.append(.saveHardState(hs))
+    }
+
+    private mutating func becomeFollower(term newTerm: Term, leader newLeader: NodeID?) {
+        if newTerm > term {
+            term = newTerm
+            votedFor = nil
+            persistHardState()
+        }
+        if let r = receiving, !r.installing, r.from != newLeader {
+            actions.append(.abortSnapshotReceive(r.snapshot))
+            receiving = nil
+        }
+        progress.removeAll()
+        departing.removeAll()
+        votes.removeAll()
+        heartbeatElapsed = 0
+        resetElectionTimer()
+        setRole(restingRole, leader: newLeader)
+    }
+
+    /// The role of a node that is not leading or campaigning.
+    private var restingRole: Role {
+        if receiving != nil { return .snapshotting }
+        return configuration.isLearner(id) ? .learner : .follower
+    }
+
+    private mutating func campaign(preVote: Bool) {
+        let voteTerm: Term
+        if preVote {
+            voteTerm = term + 1
+            setRole(.preCandidate, leader: nil)
+        } else {
+            term += 1
+            votedFor = id
+            persistHardState()
+            actions.append(.observe(.vote(for: id)))
+            voteTerm = term
+            setRole(.candidate, leader: nil)
+        }
+        votes = [id: true]
+        resetElectionTimer()
+        if Quorum.isMajority(votes.filter(\.value).keys, of: configuration.voters) {
+            if preVote { campaign(preVote: false) } else { becomeLeader() }
+            return
+        }
+        let request = RequestVote(lastLogIndex: log.lastIndex, lastLogTerm: log.lastTerm, preVote: preVote)
+        for peer in configuration.voters where peer != id {
+            send(to: peer, term: voteTerm, .requestVote(request))
+        }
+    }
+
+    private mutating func becomeLeader() {
+        setRole(.leader, leader: id)
+        heartbeatElapsed = 0
+        electionElapsed = 0
+        votes.removeAll()
+        progress.removeAll()
+        syncProgressWithConfiguration()
+        // goraft's NOP: an entry of this term, whose commit commits everything before it.
+        appendAsLeader([(EntryType.noop, [])])
+    }
+
+    /// Keeps one Progress for each member of the newest configuration but this node.
+    private mutating func syncProgressWithConfiguration() {
+        let members = Set(latestConfiguration.members)
+        for peer in members where peer != id && progress[peer] == nil {
+            var pr = Progress(next: log.lastIndex + 1)
+            pr.recentActive = true
+            progress[peer] = pr
+        }
+        for peer in progress.keys where !members.contains(peer) {
+            if let transfer = progress[peer]?.transfer, transfer.accepted {
+                actions.append(.observe(.error(what: "snapshot-send", detail: "transfer to \(peer) ended: removed from the configuration")))
+            }
+            progress[peer] = nil
+        }
+    }
+
+    private func checkQuorumActive() -> Bool {
+        var active = Set<NodeID>([id])
+        for (peer, pr) in progress where pr.recentActive { active.insert(peer) }
+        return Quorum.isMajority(active, of: configuration.voters)
+    }
+
+    // MARK: Messages
+
+    /// Takes a message from a peer.
+    public mutating func step(_ m: Message) {
+        guard m.to == id else {
+            actions.append(.observe(.error(what: "message", detail: "message for \(m.to) delivered to \(id)")))
+            return
+        }
+        if m.term > term {
+            switch m.body {
+            case .requestVote:
+                // Dissertation 4.2.3: a node that heard from a leader within the minimum
+                // election timeout neither updates its term nor grants its vote.
+                if settings.checkQuorum && leader != nil && electionElapsed < settings.electionTicks { return }
+                if case .requestVote(let rv) = m.body, rv.preVote { break }
+                becomeFollower(term: m.term, leader: nil)
+            case .requestVoteResponse(let granted, let preVote) where preVote && granted:
+                break  // a granted poll carries the term we would campaign in
+            case .appendEntries, .heartbeat, .snapshotRequest, .snapshotRecoveryRequest, .removed:
+                becomeFollower(term: m.term, leader: m.from)
+            default:
+                becomeFollower(term: m.term, leader: nil)
+            }
+        } else if m.term < term {
+            switch m.body {
+            case .appendEntries, .heartbeat, .snapshotRequest, .snapshotRecoveryRequest:
+                // Tell a stale leader of the newer term so that it steps down.
+                send(to: m.from, .heartbeatResponse)
+            case .requestVote(let rv):
+                send(to: m.from, .requestVoteResponse(granted: false, preVote: rv.preVote))
+            default:
+                break
+            }
+            return
+        }
+
+        switch m.body {
+        case .requestVote(let rv):
+            handleRequestVote(m, rv)
+        case let .requestVoteResponse(granted, preVote):
+            handleVoteResponse(from: m.from, granted: granted, preVote: preVote)
+        case .appendEntries(let ae):
+            hearFromLeader(m.from)
+            handleAppendEntries(from: m.from, ae)
+        case .appendEntriesResponse(let r):
+            handleAppendEntriesResponse(from: m.from, r)
+        case .heartbeat(let commit):
+            hearFromLeader(m.from)
+            if commit > commitIndex && receiving?.installing != true {
+                commitTo(min(commit, log.lastIndex))
+            }
+            send(to: m.from, .heartbeatResponse)
+        case .heartbeatResponse:
+            handleHeartbeatResponse(from: m.from)
+        case .snapshotRequest(let meta):
+            hearFromLeader(m.from)
+            handleSnapshotRequest(from: m.from, meta)
+        case let .snapshotResponse(accepted, index, lastIndex):
+            handleSnapshotResponse(from: m.from, accepted: accepted, index: index, lastIndex: lastIndex)
+        case .snapshotRecoveryRequest(let chunk):
+            hearFromLeader(m.from)
+            handleSnapshotChunk(from: m.from, chunk)
+        case .snapshotRecoveryResponse(let r):
+            handleSnapshotRecoveryResponse(from: m.from, r)
+        case .removed(let configIndex):
+            // Only a leader's own record of its departing members sends this; trust it.
+            hearFromLeader(m.from)
+            if configIndex > 0 { markRemoved() }
+        }
+    }
+
+    /// A message of the current term from its leader.
+    private mutating func hearFromLeader(_ from: NodeID) {
+        if role == .leader {
+            // Two leaders in one term cannot happen; say so loudly rather than follow.
+            actions.append(.observe(.error(what: "protocol", detail: "leader message from \(from) in my own term \(term)")))
+            return
+        }
+        electionElapsed = 0
+        if leader != from || role == .candidate || role == .preCandidate {
+            becomeFollower(term: term, leader: from)
+        }
+    }
+
+    private mutating func send(to peer: NodeID, term t: Term? = nil, _ body: Message.Body) {
+        actions.append(.send(Message(from: id, to: peer, term: t ?? term, body: body)))
+    }
+
+    // MARK: Elections
+
+    private mutating func handleRequestVote(_ m: Message, _ rv: RequestVote) {
+        let canVote: Bool
+        let upToDate: Bool
+        if settings.mutations.contains(.goraftVote) {
+            canVote = votedFor == nil || votedFor == m.from
+            upToDate = !(log.lastIndex > rv.lastLogIndex || log.lastTerm > rv.lastLogTerm)
+        } else {
+            canVote = votedFor == m.from || (votedFor == nil && leader == nil) || (rv.preVote && m.term > term)
+            upToDate = log.isUpToDate(lastIndex: rv.lastLogIndex, lastTerm: rv.lastLogTerm)
+        }
+        guard canVote && upToDate else {
+            send(to: m.from, .requestVoteResponse(granted: false, preVote: rv.preVote))
+            return
+        }
+        if rv.preVote {
+            // Granting a poll changes nothing here; answer in the term polled for.
+            send(to: m.from, term: m.term, .requestVoteResponse(granted: true, preVote: true))
+            return
+        }
+        votedFor = m.from
+        persistHardState()
+        actions.append(.observe(.vote(for: m.from)))
+        resetElectionTimer()
+        send(to: m.from, .requestVoteResponse(granted: true, preVote: false))
+    }
+
+    private mutating func handleVoteResponse(from: NodeID, granted: Bool, preVote: Bool) {
+        guard (preVote && role == .preCandidate) || (!preVote && role == .candidate) else { return }
+        votes[from] = granted
+        let voters = configuration.voters
+        if Quorum.isMajority(votes.filter(\.value).keys, of: voters) {
+            if preVote { campaign(preVote: false) } else { becomeLeader() }
+        } else if Quorum.isLost(votes.filter { !$0.value }.keys, of: voters) {
+            becomeFollower(term: term, leader: nil)
+        }
+    }
+
+    // MARK: Replication, follower side
+
+    private mutating func handleAppendEntries(from: NodeID, _ ae: AppendEntries) {
+        guard receiving == nil else {
+            // Taking in a snapshot: the log waits until it is installed.
+            send(to: from, .appendEntriesResponse(AppendEntriesResponse(success: false, index: ae.prevLogIndex, hintIndex: log.lastIndex + 1, lastIndex: log.lastIndex)))
+            return
+        }
+        var prevIndex = ae.prevLogIndex
+        var prevTerm = ae.prevLogTerm
+        var entries = ae.entries[...]
+        if prevIndex < commitIndex {
+            // Everything up to the commit index is committed here and matches the leader.
+            let skip = Int(min(commitIndex - prevIndex, LogIndex(entries.count)))
+            entries = entries.dropFirst(skip)
+            prevIndex += LogIndex(skip)
+            if prevIndex < commitIndex {
+                send(to: from, .appendEntriesResponse(AppendEntriesResponse(success: true, index: commitIndex, lastIndex: log.lastIndex)))
+                return
+            }
+            prevTerm = skip > 0 ? ae.entries[skip - 1].term : ae.prevLogTerm
+        }
+        guard let localPrevTerm = log.term(at: prevIndex) else {
+            send(to: from, .appendEntriesResponse(AppendEntriesResponse(success: false, index: ae.prevLogIndex, hintIndex: log.lastIndex + 1, lastIndex: log.lastIndex)))
+            return
+        }
+        guard localPrevTerm == prevTerm else {
+            let hint = max(log.firstIndexOfTerm(at: prevIndex), commitIndex + 1)
+            send(to: from, .appendEntriesResponse(AppendEntriesResponse(success: false, index: ae.prevLogIndex, hintIndex: hint, hintTerm: localPrevTerm, lastIndex: log.lastIndex)))
+            return
+        }
+        // Skip the entries this log already has; remove a conflicting suffix only.
+        if let k = entries.firstIndex(where: { log.term(at: $0.index) != $0.term }) {
+            let newEntries = Array(entries[k...])
+            let first = newEntries[0].index
+            if first <= log.lastIndex {
+                truncateLog(from: first)
+            }
+            appendToLog(newEntries)
+        }
+        let lastNew = prevIndex + LogIndex(entries.count)
+        if ae.commitIndex > commitIndex {
+            let target = min(ae.commitIndex, lastNew)
+            if target > commitIndex { commitTo(target) }
+        }
+        send(to: from, .appendEntriesResponse(AppendEntriesResponse(success: true, index: lastNew, lastIndex: log.lastIndex)))
+    }
+
+    private mutating func truncateLog(from index: LogIndex) {
+        actions.append(.observe(.truncate(from: index)))
+        log.truncate(from: index)
+        actions.append(.truncateLog(from: index))
+        let before = configs.count
+        let baseIndex = configs[0].index
+        configs.removeAll { $0.index >= index && $0.index > baseIndex }
+        if configs.count != before {
+            syncRoleWithConfiguration()
+        }
+    }
+
+    private mutating func appendToLog(_ entries: [Entry]) {
+        log.append(entries)
+        actions.append(.appendLog(entries))
+        var changed = false
+        for e in entries where e.type == .config {
+            guard let c = e.configuration else {
+                actions.append(.observe(.error(what: "config", detail: "unreadable configuration entry at \(e.index)")))
+                continue
+            }
+            configs.append(ConfigAt(index: e.index, configuration: c))
+            actions.append(.observe(.config(index: e.index, c, committed: false)))
+            changed = true
+        }
+        if changed { syncRoleWithConfiguration() }
+    }
+
+    /// After the configuration changed: a follower that became a learner or the reverse says so.
+    private mutating func syncRoleWithConfiguration() {
+        if role == .leader {
+            syncProgressWithConfiguration()
+        } else if role == .follower || role == .learner {
+            setRole(restingRole, leader: leader)
+        }
+    }
+
+    private mutating func commitTo(_ index: LogIndex) {
+        guard index > commitIndex else { return }
+        let old = commitIndex
+        commitIndex = index
+        actions.append(.observe(.commit(index)))
+        for c in configs where c.index > old && c.index <= index {
+            actions.append(.observe(.config(index: c.index, c.configuration, committed: true)))
+        }
+        if role == .leader {
+            for (peer, d) in departing where d.configIndex <= commitIndex {
+                send(to: peer, .removed(configIndex: d.configIndex))
+            }
+            if !configuration.isVoter(id) && configurationIndex <= commitIndex {
+                // A leader removed from the configuration steps down once the change commits.
+                applyCommitted()
+                let stillMember = configuration.isMember(id)
+                becomeFollower(term: term, leader: nil)
+                if !stillMember { markRemoved() }
+                return
+            }
+        }
+        applyCommitted()
+    }
+
+    private mutating func markRemoved() {
+        guard !isRemoved else { return }
+        isRemoved = true
+        actions.append(.observe(.removed))
+    }
+
+    private mutating func applyCommitted() {
+        guard receiving?.installing != true else { return }
+        while appliedIndex < commitIndex {
+            let batch = log.entries(from: appliedIndex + 1, maxCount: 1024)
+            guard let last = batch.last, batch[0].index == appliedIndex + 1 else { break }
+            appliedIndex = min(last.index, commitIndex)
+            actions.append(.apply(batch.filter { $0.index <= commitIndex }))
+        }
+        maybeSnapshot()
+    }
+
+    private mutating func maybeSnapshot() {
+        guard settings.snapshotThreshold > 0, !snapshotRequested, receiving == nil else { return }
+        let since = appliedIndex - (snapshot?.index ?? 0)
+        if since >= LogIndex(settings.snapshotThreshold) { requestSnapshotAction() }
+    }
+
+    private mutating func requestSnapshotAction() {
+        guard let t = log.term(at: appliedIndex) else { return }
+        snapshotRequested = true
+        actions.append(.takeSnapshot(index: appliedIndex, term: t, configuration: configuration(at: appliedIndex)))
+    }
+
+    // MARK: Replication, leader side
+
+    /// goraft's `Do(command)`: appends commands to the leader's log. The result is the index
+    /// and term of the first; a command has succeeded once an entry with its index *and term*
+    /// is applied (another term at that index means it was overwritten).
+    public mutating func propose(_ commands: [[UInt8]]) -> Result<(index: LogIndex, term: Term), ProposalError> {
+        guard role == .leader else { return .failure(.notLeader(leader: leader)) }
+        guard !commands.isEmpty else { return .success((log.lastIndex + 1, term)) }
+        let first = log.lastIndex + 1
+        appendAsLeader(commands.map { (EntryType.command, $0) })
+        return .success((first, term))
+    }
+
+    /// goraft's AddPeer and RemovePeer, one server at a time, through the log.
+    public mutating func proposeChange(_ change: ConfigurationChange) -> Result<(index: LogIndex, term: Term), ProposalError> {
+        guard role == .leader else { return .failure(.notLeader(leader: leader)) }
+        if !settings.mutations.contains(.configOnCommit) {
+            guard log.term(at: commitIndex) == term else { return .failure(.leaderNotReady) }
+        }
+        guard latestConfigurationIndex <= commitIndex else { return .failure(.configChangeInProgress) }
+        let old = latestConfiguration
+        let new: Configuration
+        do { new = try old.applying(change) } catch { return .failure(.invalidChange(error)) }
+        let index = log.lastIndex + 1
+        for peer in new.members { departing[peer] = nil }
+        for peer in old.members where !new.isMember(peer) && peer != id {
+            departing[peer] = Departing(configIndex: index, noticesLeft: 10 * max(1, settings.electionTicks / max(1, settings.heartbeatTicks)))
+        }
+        appendAsLeader([(.config, new.encoded())])
+        return .success((index, term))
+    }
+
+    private mutating func appendAsLeader(_ items: [(EntryType, [UInt8])]) {
+        var index = log.lastIndex
+        let entries = items.map { item -> Entry in
+            index += 1
+            return Entry(index: index, term: term, type: item.0, payload: item.1)
+        }
+        appendToLog(entries)
+        maybeCommit()
+        broadcastAppend()
+    }
+
+    private mutating func broadcastAppend() {
+        for peer in progress.keys.sorted() { sendAppends(to: peer) }
+    }
+
+    /// Sends what `peer` can take now: one probe, or entries up to the in-flight limit.
+    private mutating func sendAppends(to peer: NodeID, allowEmpty: Bool = false) {
+        var first = true
+        while sendAppend(to: peer, allowEmpty: allowEmpty && first) { first = false }
+    }
+
+    /// Sends one AppendEntries (or starts a snapshot); true if another may follow at once.
+    private mutating func sendAppend(to peer: NodeID, allowEmpty: Bool) -> Bool {
+        guard var pr = progress[peer], !pr.isPaused(maxInflight: settings.maxInflight) else { return false }
+        defer { progress[peer] = pr }
+        let prevIndex = pr.next - 1
+        guard let prevTerm = log.term(at: prevIndex) else {
+            // What this follower needs next is compacted away: send a snapshot.
+            guard let snap = snapshot, snap.index >= log.prevIndex else { return false }
+            pr.becomeSnapshot(snap)
+            actions.append(.observe(.snapshotSendStarted(to: peer, snap)))
+            send(to: peer, .snapshotRequest(snap))
+            return false
+        }
+        let entries = log.entries(from: pr.next, maxCount: settings.maxEntriesPerRequest, maxBytes: settings.maxBytesPerRequest)
+        if pr.state == .replicate && entries.isEmpty && !allowEmpty { return false }
+        send(to: peer, .appendEntries(AppendEntries(prevLogIndex: prevIndex, prevLogTerm: prevTerm, entries: entries, commitIndex: commitIndex)))
+        switch pr.state {
+        case .replicate:
+            if let last = entries.last {
+                pr.next = last.index + 1
+                pr.inflight.append(last.index)
+            }
+            return !entries.isEmpty
+        case .probe:
+            pr.probeSent = true
+            return false
+        case .snapshot:
+            return false
+        }
+    }
+
+    private mutating func handleAppendEntriesResponse(from peer: NodeID, _ r: AppendEntriesResponse) {
+        guard role == .leader, var pr = progress[peer] else { return }
+        pr.recentActive = true
+        if r.success {
+            if pr.state == .snapshot {
+                progress[peer] = pr
+                return
+            }
+            let advanced = pr.update(match: r.index)
+            if pr.state == .probe && r.index >= pr.match {
+                pr.becomeReplicate()
+            }
+            progress[peer] = pr
+            if advanced { maybeCommit() }
+        } else {
+            switch pr.state {
+            case .snapshot:
+                progress[peer] = pr
+                return
+            case .replicate where r.index <= pr.match:
+                progress[peer] = pr
+                return
+            case .probe where r.index != pr.next - 1:
+                progress[peer] = pr
+                return
+            default:
+                break
+            }
+            var next = r.hintIndex
+            if r.hintTerm > 0, let i = log.lastIndex(ofTerm: r.hintTerm) { next = i + 1 }
+            pr.next = max(pr.match + 1, min(next, r.index))
+            pr.becomeProbe()
+            progress[peer] = pr
+        }
+        guard role == .leader else { return }
+        sendAppends(to: peer)
+        maybePromoteLearner()
+    }
+
+    private mutating func handleHeartbeatResponse(from peer: NodeID) {
+        guard role == .leader, var pr = progress[peer] else { return }
+        pr.recentActive = true
+        if pr.state == .replicate && pr.inflight.count >= settings.maxInflight {
+            pr.inflight.removeFirst()
+        }
+        progress[peer] = pr
+        if pr.match < log.lastIndex { sendAppends(to: peer) }
+    }
+
+    private mutating func broadcastHeartbeat() {
+        for peer in progress.keys.sorted() {
+            guard var pr = progress[peer] else { continue }
+            send(to: peer, .heartbeat(commitIndex: min(pr.match, commitIndex)))
+            switch pr.state {
+            case .probe:
+                pr.probeSent = false
+                progress[peer] = pr
+                sendAppends(to: peer, allowEmpty: true)
+            case .replicate:
+                break
+            case .snapshot:
+                progress[peer] = pr
+                resumeStalledTransfer(to: peer)
+            }
+        }
+        for (peer, var d) in departing.sorted(by: { $0.key < $1.key }) {
+            if d.configIndex <= commitIndex {
+                send(to: peer, .removed(configIndex: d.configIndex))
+                d.noticesLeft -= 1
+            }
+            departing[peer] = d.noticesLeft > 0 ? d : nil
+        }
+    }
+
+    private mutating func maybeCommit() {
+        let voters = configuration.voters
+        let index = Quorum.committedIndex(voters: voters) { peer in
+            peer == id ? log.lastIndex : (progress[peer]?.match ?? 0)
+        }
+        guard index > commitIndex else { return }
+        // Raft paper figure 8: only an entry of the leader's own term is committed by counting.
+        if log.term(at: index) == term || settings.mutations.contains(.commitOldTermByCounting) {
+            commitTo(index)
+        }
+    }
+
+    /// Promotes one caught-up learner that was added to become a voter.
+    private mutating func maybePromoteLearner() {
+        guard role == .leader, latestConfigurationIndex <= commitIndex, log.term(at: commitIndex) == term else { return }
+        for learner in latestConfiguration.promoting {
+            guard let pr = progress[learner], pr.state == .replicate,
+                pr.match + LogIndex(settings.maxEntriesPerRequest) >= log.lastIndex
+            else { continue }
+            _ = proposeChange(.promote(learner))
+            return
+        }
+    }
+
+    // MARK: Snapshots, leader side
+
+    private mutating func handleSnapshotResponse(from peer: NodeID, accepted: Bool, index: LogIndex, lastIndex: LogIndex) {
+        guard role == .leader, var pr = progress[peer] else { return }
+        pr.recentActive = true
+        guard pr.state == .snapshot, var transfer = pr.transfer, transfer.snapshot.index == index else {
+            progress[peer] = pr
+            return
+        }
+        if accepted {
+            transfer.accepted = true
+            transfer.idleHeartbeats = 0
+            pr.transfer = transfer
+            progress[peer] = pr
+            sendChunks(to: peer)
+        } else {
+            // Declined: the follower already holds the snapshot's last entry.
+            _ = pr.update(match: index)
+            pr.becomeProbe()
+            progress[peer] = pr
+            sendAppends(to: peer)
+        }
+    }
+
+    private mutating func sendChunks(to peer: NodeID) {
+        guard var pr = progress[peer], var transfer = pr.transfer, transfer.accepted else { return }
+        let size = transfer.snapshot.size
+        let chunk = UInt64(max(1, settings.snapshotChunkSize))
+        let window = chunk * UInt64(max(1, settings.snapshotWindow))
+        while !transfer.doneSent && transfer.sentOffset - min(transfer.ackedOffset, transfer.sentOffset) < window {
+            let length = min(chunk, size - transfer.sentOffset)
+            let done = transfer.sentOffset + length == size
+            actions.append(.sendSnapshotChunk(to: peer, term: term, snapshot: transfer.snapshot, offset: transfer.sentOffset, length: Int(length), done: done))
+            transfer.sentOffset += length
+            transfer.doneSent = done
+        }
+        pr.transfer = transfer
+        progress[peer] = pr
+    }
+
+    private mutating func resumeStalledTransfer(to peer: NodeID) {
+        guard var pr = progress[peer], var transfer = pr.transfer else { return }
+        transfer.idleHeartbeats += 1
+        guard transfer.idleHeartbeats >= 2 else {
+            pr.transfer = transfer
+            progress[peer] = pr
+            return
+        }
+        transfer.idleHeartbeats = 0
+        if !transfer.accepted {
+            // The request or its answer was lost; start over with the newest snapshot.
+            if let snap = snapshot, snap.index >= transfer.snapshot.index { transfer = .init(snapshot: snap) }
+            pr.transfer = transfer
+            progress[peer] = pr
+            send(to: peer, .snapshotRequest(transfer.snapshot))
+            return
+        }
+        // Go back to what the follower has acknowledged; resend the last chunk if all is.
+        let size = transfer.snapshot.size
+        if transfer.ackedOffset >= size && size > 0 {
+            let chunk = UInt64(max(1, settings.snapshotChunkSize))
+            let lastStart = (size - 1) / chunk * chunk
+            transfer.sentOffset = lastStart
+        } else {
+            transfer.sentOffset = min(transfer.ackedOffset, size)
+        }
+        transfer.doneSent = false
+        pr.transfer = transfer
+        progress[peer] = pr
+        sendChunks(to: peer)
+    }
+
+    private mutating func handleSnapshotRecoveryResponse(from peer: NodeID, _ r: SnapshotRecoveryResponse) {
+        guard role == .leader, var pr = progress[peer] else { return }
+        pr.recentActive = true
+        guard pr.state == .snapshot, var transfer = pr.transfer,
+            transfer.snapshot.index == r.index, transfer.snapshot.term == r.snapshotTerm
+        else {
+            progress[peer] = pr
+            return
+        }
+        if r.installed {
+            actions.append(.observe(.snapshotSent(to: peer, transfer.snapshot)))
+            _ = pr.update(match: r.index)
+            pr.becomeProbe()
+            progress[peer] = pr
+            sendAppends(to: peer)
+            maybeCommit()
+            return
+        }
+        guard r.success else {
+            // The follower is not receiving it any more: ask again at the next heartbeats.
+            pr.transfer = .init(snapshot: snapshot ?? transfer.snapshot)
+            progress[peer] = pr
+            return
+        }
+        if r.nextOffset > transfer.ackedOffset {
+            transfer.ackedOffset = r.nextOffset
+            transfer.idleHeartbeats = 0
+        }
+        pr.transfer = transfer
+        progress[peer] = pr
+        sendChunks(to: peer)
+    }
+
+    // MARK: Snapshots, follower side
+
+    private mutating func handleSnapshotRequest(from leader: NodeID, _ meta: SnapshotMetadata) {
+        if meta.index <= commitIndex || log.term(at: meta.index) == meta.term {
+            // This log already holds the snapshot's last entry: nothing to install.
+            send(to: leader, .snapshotResponse(accepted: false, index: meta.index, lastIndex: log.lastIndex))
+            return
+        }
+        if let r = receiving {
+            if r.installing { return }  // the leader asks again later
+            actions.append(.abortSnapshotReceive(r.snapshot))
+        }
+        receiving = Receiving(from: leader, snapshot: meta)
+        actions.append(.beginSnapshotReceive(from: leader, snapshot: meta))
+        setRole(.snapshotting, leader: leader)
+        send(to: leader, .snapshotResponse(accepted: true, index: meta.index, lastIndex: log.lastIndex))
+    }
+
+    private mutating func handleSnapshotChunk(from leader: NodeID, _ c: SnapshotRecoveryRequest) {
+        guard var r = receiving, r.snapshot.index == c.index, r.snapshot.term == c.snapshotTerm else {
+            let installed = snapshot.map { $0.index == c.index && $0.term == c.snapshotTerm } ?? false
+            send(to: leader, .snapshotRecoveryResponse(SnapshotRecoveryResponse(
+                index: c.index, snapshotTerm: c.snapshotTerm, nextOffset: installed ? c.offset + UInt64(c.data.count) : 0,
+                installed: installed, success: installed)))
+            return
+        }
+        if !r.installing && c.offset == r.nextOffset {
+            if r.nextOffset + UInt64(c.data.count) > r.snapshot.size || (c.done && r.nextOffset + UInt64(c.data.count) != r.snapshot.size) {
+                actions.append(.observe(.error(what: "snapshot-receive", detail: "chunk at \(c.offset) of \(c.data.count) bytes does not fit \(r.snapshot)")))
+                actions.append(.abortSnapshotReceive(r.snapshot))
+                receiving = nil
+                setRole(restingRole, leader: leader)
+                send(to: leader, .snapshotRecoveryResponse(SnapshotRecoveryResponse(index: c.index, snapshotTerm: c.snapshotTerm, nextOffset: 0, installed: false, success: false)))
+                return
+            }
+            actions.append(.writeSnapshotChunk(snapshot: r.snapshot, offset: c.offset, data: c.data))
+            r.nextOffset += UInt64(c.data.count)
+            if c.done {
+                r.installing = true
+                actions.append(.installSnapshot(r.snapshot))
+            }
+            receiving = r
+        }
+        send(to: leader, .snapshotRecoveryResponse(SnapshotRecoveryResponse(
+            index: c.index, snapshotTerm: c.snapshotTerm, nextOffset: r.nextOffset, installed: false, success: true)))
+    }
+
+    /// The shell installed the snapshot that `installSnapshot` named: its file is durable and
+    /// the state machine holds its state.
+    public mutating func snapshotInstalled(_ meta: SnapshotMetadata) {
+        guard let r = receiving, r.installing, r.snapshot == meta else { return }
+        receiving = nil
+        if log.term(at: meta.index) == meta.term {
+            // Raft paper 7: keep the entries after the snapshot when they match.
+            if meta.index > log.prevIndex {
+                log.compact(through: meta.index, term: meta.term)
+                actions.append(.compactLog(through: meta.index, term: meta.term))
+            }
+        } else {
+            if log.lastIndex > log.prevIndex {
+                let from = max(log.firstIndex, commitIndex + 1)
+                if from <= log.lastIndex { actions.append(.observe(.truncate(from: from))) }
+                log.truncate(from: log.firstIndex)
+                actions.append(.truncateLog(from: log.firstIndex))
+            }
+            log.compact(through: meta.index, term: meta.term)
+            actions.append(.compactLog(through: meta.index, term: meta.term))
+        }
+        snapshot = meta
+        configs = [ConfigAt(index: meta.index, configuration: meta.configuration)]
+        for e in log.entries where e.type == .config {
+            if let c = e.configuration { configs.append(ConfigAt(index: e.index, configuration: c)) }
+        }
+        actions.append(.observe(.snapshotInstalled(from: r.from, meta)))
+        actions.append(.observe(.config(index: configurationIndex, configuration, committed: configurationIndex <= max(commitIndex, meta.index))))
+        appliedIndex = meta.index
+        if meta.index > commitIndex {
+            commitIndex = meta.index
+            actions.append(.observe(.commit(meta.index)))
+        }
+        if role == .snapshotting { setRole(restingRole, leader: leader) }
+        send(to: r.from, .snapshotRecoveryResponse(SnapshotRecoveryResponse(
+            index: meta.index, snapshotTerm: meta.term, nextOffset: meta.size, installed: true, success: true)))
+        applyCommitted()
+    }
+
+    /// The shell could not take or install a snapshot. A failed install is discarded and
+    /// the leader starts over; a failed take is retried at the next threshold.
+    public mutating func snapshotFailed(_ meta: SnapshotMetadata?, reason: String) {
+        if let r = receiving, meta == nil || r.snapshot == meta {
+            receiving = nil
+            actions.append(.observe(.error(what: "snapshot-install", detail: reason)))
+            if role == .snapshotting { setRole(restingRole, leader: leader) }
+            send(to: r.from, .snapshotRecoveryResponse(SnapshotRecoveryResponse(
+                index: r.snapshot.index, snapshotTerm: r.snapshot.term, nextOffset: 0, installed: false, success: false)))
+        } else {
+            snapshotRequested = false
+            actions.append(.observe(.error(what: "snapshot-take", detail: reason)))
+        }
+    }
+
+    // MARK: Snapshots taken here
+
+    /// Asks for a snapshot of the applied state now (the client's `snapshot`). Returns the
+    /// index it will cover, or the newest snapshot's when nothing was applied since.
+    public mutating func requestSnapshot() -> LogIndex {
+        let current = snapshot?.index ?? 0
+        guard appliedIndex > current, receiving == nil else { return current }
+        if !snapshotRequested { requestSnapshotAction() }
+        return appliedIndex
+    }
+
+    /// The shell made the snapshot that `takeSnapshot` asked for durable; `meta.size` is its
+    /// file's size. The log before it, less the trailing entries, is compacted.
+    public mutating func snapshotTaken(_ meta: SnapshotMetadata) {
+        snapshotRequested = false
+        guard meta.index > (snapshot?.index ?? 0) || snapshot == nil, meta.index <= appliedIndex,
+            log.term(at: meta.index) == meta.term || meta.index == log.prevIndex
+        else { return }
+        snapshot = meta
+        let trailing = LogIndex(max(0, settings.snapshotTrailing))
+        let point = meta.index > trailing ? meta.index - trailing : 0
+        if point > log.prevIndex, let t = log.term(at: point) {
+            log.compact(through: point, term: t)
+            // Keep the configuration in force at the compaction point as the base.
+            let base = configs.last { $0.index <= point } ?? configs[0]
+            configs = [base] + configs.filter { $0.index > point }
+            actions.append(.compactLog(through: point, term: t))
+        }
+    }
+}

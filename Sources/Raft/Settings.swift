@@ -1,0 +1,45 @@
+/// How a core behaves. Times are in ticks: the shell calls `tick()` at a fixed interval
+/// (the node uses 10ms, so the defaults are goraft's 50ms heartbeat and 150ms election timeout).
+public struct Settings: Sendable, Hashable {
+    /// A follower that hears nothing from a leader for a random time in
+    /// [electionTicks, 2*electionTicks) starts an election.
+    public var electionTicks: Int = 15
+    /// A leader sends heartbeats this often.
+    public var heartbeatTicks: Int = 5
+    /// goraft's MaxLogEntriesPerRequest.
+    public var maxEntriesPerRequest: Int = 200
+    /// A soft limit on the payload bytes of one AppendEntries (at least one entry goes).
+    public var maxBytesPerRequest: Int = 4 << 20
+    /// AppendEntries in flight to one follower in the replicate state.
+    public var maxInflight: Int = 16
+    /// Applied entries since the last snapshot that make the core ask for a new one; 0 never.
+    public var snapshotThreshold: Int = 1000
+    /// Entries kept in the log before a new snapshot's index (goraft's
+    /// NumberOfLogEntriesAfterSnapshot), so that followers a little behind get entries.
+    public var snapshotTrailing: Int = 200
+    /// Bytes of a SnapshotRecoveryRequest chunk.
+    public var snapshotChunkSize: Int = 64 << 10
+    /// Chunks in flight during a snapshot transfer.
+    public var snapshotWindow: Int = 4
+    /// A follower polls its peers (PreVote) before it raises its term.
+    public var preVote: Bool = true
+    /// A leader that has not heard from a majority within an election timeout steps down,
+    /// and a node that has heard from a leader within one ignores RequestVote.
+    public var checkQuorum: Bool = true
+    /// Broken rules for tests that prove the simulator finds violations. Never set in production.
+    public var mutations: Set<Mutation> = []
+
+    public init() {}
+
+    /// A rule turned off on purpose, to show that the checks catch what it prevents.
+    public enum Mutation: String, Sendable, Hashable, CaseIterable {
+        /// goraft's vote: the candidate's last index and last term compared separately, and
+        /// the vote kept only in memory, so a restarted node may vote twice in one term.
+        case goraftVote = "goraft-vote"
+        /// Commit an entry of an earlier term once a majority holds it (Raft paper, figure 8).
+        case commitOldTermByCounting = "commit-old-term"
+        /// A configuration takes effect when committed instead of when appended, and a new
+        /// leader may change the configuration before committing an entry of its own term.
+        case configOnCommit = "config-on-commit"
+    }
+}
