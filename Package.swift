@@ -10,6 +10,8 @@ let package = Package(
         .library(name: "Raft", targets: ["Raft"]),
         .library(name: "RaftSimulation", targets: ["RaftSimulation"]),
         .executable(name: "raft-sim", targets: ["RaftSim"]),
+        .library(name: "RaftStorage", targets: ["RaftStorage"]),
+        .executable(name: "raft-fixtures", targets: ["RaftFixtures"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -24,6 +26,13 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
+        // Files: log segments, term and vote, zlib snapshot files, goraft import.
+        .systemLibrary(
+            name: "CZlib", path: "Sources/CZlib",
+            providers: [.apt(["zlib1g-dev"]), .brew(["zlib"])]),
+        .target(name: "RaftStorage", dependencies: ["Raft", "CZlib"]),
+        .executableTarget(name: "RaftFixtures", dependencies: ["RaftStorage", "Raft"]),
+        .testTarget(name: "RaftStorageTests", dependencies: ["RaftStorage", "Raft"]),
         .testTarget(name: "RaftTests", dependencies: ["Raft"]),
         .testTarget(name: "RaftSimulationTests", dependencies: ["RaftSimulation", "Raft"]),
     ]

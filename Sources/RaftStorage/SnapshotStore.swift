@@ -1,0 +1,204 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import Raft
+
+/// The snapshot directory of a node: `<term>_<index>.ss` files (`SnapshotHeader`), the
+/// newest of which is the node's snapshot. Older ones are deleted once a newer one is
+/// durable; temporary files (`*.tmp`) left by a crash are deleted when the store opens.
+///
+/// - Taking a snapshot: `create(...)` gives a `SnapshotWriter` to stream the state into.
+/// - Restoring: `reader(for:)` checks the file and streams the state back.
+/// - Sending to a follower: `openFile(_:)` / `readChunk(of:offset:length:)` give the
+///   file's raw bytes, compressed as they are.
+/// - Receiving from a leader: `receive(_:)` gives a `SnapshotReceiver` that writes raw
+///   chunks at their offsets and installs the file once it checks.
+public final class SnapshotStore {
+    public let directory: String
+    /// zlib level for new snapshots (1 fastest ... 9 smallest).
+    public let compressionLevel: Int32
+
+    public init(directory: String, compressionLevel: Int32 = 1) throws {
+        self.directory = directory
+        self.compressionLevel = compressionLevel
+        try FileSystem.createDirectory(directory)
+        var removed = false
+        for name in try FileSystem.list(directory) where name.hasSuffix(".tmp") {
+            try FileSystem.remove(FileSystem.join(directory, name))
+            removed = true
+        }
+        if removed { try FileSystem.syncDirectory(directory) }
+    }
+
+    /// Snapshot file names, oldest first.
+    public func fileNames() throws -> [String] {
+        try FileSystem.list(directory).filter { SnapshotHeader.parseFileName($0) != nil }
+    }
+
+    public func path(index: LogIndex, term: Term) -> String {
+        FileSystem.join(directory, SnapshotHeader.fileName(index: index, term: term))
+    }
+
+    public func path(for meta: SnapshotMetadata) -> String { path(index: meta.index, term: meta.term) }
+
+    /// The newest snapshot, its header checked (not its body: `reader(for:)` does that), or
+    /// nil when there is none. A damaged newest file is an error, never skipped.
+    public func latest() throws -> SnapshotMetadata? {
+        guard let name = try fileNames().last else { return nil }
+        let path = FileSystem.join(directory, name)
+        let header = try SnapshotHeader.read(path: path)
+        if let (term, index) = SnapshotHeader.parseFileName(name), term != header.term || index != header.index {
+            throw StorageError(.damaged, file: path, offset: 16, "the header says index \(header.index) term \(header.term), the file name says index \(index) term \(term)")
+        }
+        return header.metadata
+    }
+
+    /// Starts a new snapshot covering the log through `index` (whose term is `term`), with
+    /// the configuration in force there.
+    public func create(index: LogIndex, term: Term, configuration: Configuration) throws -> SnapshotWriter {
+        try SnapshotWriter(directory: directory, index: index, term: term, configuration: configuration, level: compressionLevel)
+    }
+
+    /// Writes the snapshot of a new cluster's first configuration: index 0, term 0, empty state.
+    public func bootstrap(_ configuration: Configuration) throws -> SnapshotMetadata {
+        try create(index: 0, term: 0, configuration: configuration).finish()
+    }
+
+    /// A reader of the snapshot `meta` names, after checking that the file is that snapshot.
+    public func reader(for meta: SnapshotMetadata, verifyBody: Bool = true) throws -> SnapshotReader {
+        let reader = try SnapshotReader(path: path(for: meta), verifyBody: verifyBody)
+        try Self.check(reader.metadata, matches: meta, path: reader.path)
+        return reader
+    }
+
+    /// The file of `meta`, open for reading raw chunks (it stays readable while open even if
+    /// a newer snapshot replaces it).
+    public func openFile(_ meta: SnapshotMetadata) throws -> SnapshotFile {
+        try SnapshotFile(path: path(for: meta), metadata: meta)
+    }
+
+    /// `length` raw bytes of the file of `meta` at `offset` (fewer at its end): what a
+    /// leader sends in a `SnapshotRecoveryRequest`.
+    public func readChunk(of meta: SnapshotMetadata, offset: UInt64, length: Int) throws -> [UInt8] {
+        try openFile(meta).read(offset: offset, length: length)
+    }
+
+    /// Starts receiving `meta` from a leader, discarding any earlier unfinished receive.
+    public func receive(_ meta: SnapshotMetadata) throws -> SnapshotReceiver {
+        for name in try FileSystem.list(directory) where name.hasSuffix(".receiving.tmp") {
+            try FileSystem.remove(FileSystem.join(directory, name))
+        }
+        return try SnapshotReceiver(directory: directory, metadata: meta)
+    }
+
+    /// Deletes the snapshot files whose names sort before `name` (older ones), then fsyncs
+    /// the directory. Call only once `name` is durable.
+    static func removeOlder(than name: String, in directory: String) throws {
+        var removed = false
+        for other in try FileSystem.list(directory) where SnapshotHeader.parseFileName(other) != nil && other < name {
+            try FileSystem.remove(FileSystem.join(directory, other))
+            removed = true
+        }
+        if removed { try FileSystem.syncDirectory(directory) }
+    }
+
+    static func check(_ found: SnapshotMetadata, matches expected: SnapshotMetadata, path: String) throws {
+        guard found.index == expected.index, found.term == expected.term, found.configuration == expected.configuration, found.size == expected.size else {
+            throw StorageError(.damaged, file: path, offset: 16, "the file holds \(found) \(found.configuration), expected \(expected) \(expected.configuration)")
+        }
+    }
+}
+
+/// A snapshot file open for reading raw bytes, to send them to a follower as they are.
+public final class SnapshotFile {
+    public let metadata: SnapshotMetadata
+    public let path: String
+    private let file: File
+
+    init(path: String, metadata: SnapshotMetadata) throws {
+        self.path = path
+        self.metadata = metadata
+        file = try File.openForReading(path)
+        let size = try file.size()
+        guard size == metadata.size else {
+            throw StorageError(.damaged, file: path, offset: min(size, metadata.size), "the file has \(size) bytes, \(metadata) expects \(metadata.size)")
+        }
+    }
+
+    /// Up to `length` bytes at `offset`; fewer at the end of the file.
+    public func read(offset: UInt64, length: Int) throws -> [UInt8] {
+        guard offset <= metadata.size else {
+            throw StorageError(.misuse, file: path, offset: offset, "read past the end of a \(metadata.size)-byte snapshot")
+        }
+        return try file.read(at: offset, count: Int(min(UInt64(length), metadata.size - offset)))
+    }
+}
+
+/// Receives a snapshot file from a leader: raw chunks written at their offsets into a
+/// temporary file, then `install()` checks the whole file (size, header against the
+/// announced metadata, both checksums), makes it durable under its final name, and
+/// deletes the older snapshots. `abort()` discards it.
+public final class SnapshotReceiver {
+    public let metadata: SnapshotMetadata
+    /// The final path, valid once `install()` returned.
+    public let path: String
+    let tempPath: String
+    let directory: String
+    private var file: File?
+    /// The end of the furthest chunk written.
+    public private(set) var received: UInt64 = 0
+
+    init(directory: String, metadata: SnapshotMetadata) throws {
+        self.directory = directory
+        self.metadata = metadata
+        let name = SnapshotHeader.fileName(index: metadata.index, term: metadata.term)
+        path = FileSystem.join(directory, name)
+        tempPath = FileSystem.join(directory, name + ".receiving.tmp")
+        file = try File(path: tempPath, flags: O_WRONLY | O_CREAT | O_TRUNC)
+    }
+
+    deinit { if file != nil { abort() } }
+
+    /// Writes a chunk at `offset` of the file. A chunk past the announced size is refused.
+    public func write(at offset: UInt64, _ data: [UInt8]) throws {
+        guard let file else { throw StorageError(.misuse, file: tempPath, "write to a receive that is installed or aborted") }
+        guard offset + UInt64(data.count) <= metadata.size else {
+            throw StorageError(.misuse, file: tempPath, offset: offset, "a chunk of \(data.count) bytes at \(offset) runs past the \(metadata.size) bytes of \(metadata)")
+        }
+        try file.write(at: offset, data)
+        received = max(received, offset + UInt64(data.count))
+    }
+
+    /// Checks the received file and makes it the node's snapshot. On failure the receive is
+    /// discarded and the error names what is wrong.
+    public func install() throws -> SnapshotMetadata {
+        guard let file else { throw StorageError(.misuse, file: tempPath, "install of a receive that is installed or aborted") }
+        do {
+            try file.sync()
+            file.close()
+            self.file = nil
+            let reader = try File.openForReading(tempPath)
+            let header = try SnapshotHeader.read(reader)
+            try SnapshotStore.check(header.metadata, matches: metadata, path: tempPath)
+            try header.verifyBody(reader)
+            try FileSystem.rename(tempPath, path)
+            try FileSystem.syncDirectory(directory)
+            try SnapshotStore.removeOlder(than: FileSystem.baseName(path), in: directory)
+            return header.metadata
+        } catch {
+            abort()
+            throw error
+        }
+    }
+
+    /// Discards the file being received.
+    public func abort() {
+        file?.close()
+        file = nil
+        try? FileSystem.remove(tempPath)
+    }
+}
