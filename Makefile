@@ -23,7 +23,7 @@ soak:
 	$(SWIFT) run -c release raft-sim --from $(SOAK_FROM) --count $(SEEDS)
 
 bench:
-	$(SWIFT) run -c release raft-bench
+	$(SWIFT) run -c release raft-bench storage
 
 fixtures:
 	$(SWIFT) run raft-fixtures fixtures

@@ -12,6 +12,7 @@ let package = Package(
         .executable(name: "raft-sim", targets: ["RaftSim"]),
         .library(name: "RaftStorage", targets: ["RaftStorage"]),
         .executable(name: "raft-fixtures", targets: ["RaftFixtures"]),
+        .executable(name: "raft-bench", targets: ["RaftBench"]),
         // Run by the crash tests of RaftStorageTests, which find it beside the test bundle.
         .executable(name: "storage-crash-child", targets: ["StorageCrashChild"]),
     ],
@@ -34,6 +35,7 @@ let package = Package(
             providers: [.apt(["zlib1g-dev"]), .brew(["zlib"])]),
         .target(name: "RaftStorage", dependencies: ["Raft", "CZlib"]),
         .executableTarget(name: "RaftFixtures", dependencies: ["RaftStorage", "Raft"]),
+        .executableTarget(name: "RaftBench", dependencies: ["RaftStorage", "Raft"]),
         .executableTarget(name: "StorageCrashChild", dependencies: ["RaftStorage", "Raft"]),
         .testTarget(name: "RaftStorageTests", dependencies: ["RaftStorage", "Raft"]),
         .testTarget(name: "RaftTests", dependencies: ["Raft"]),

@@ -288,3 +288,55 @@ struct LogStoreTests {
         #expect(e?.description.contains("entries 1..") == true)
     }
 }
+
+@Suite("LogStore against RaftLog")
+struct LogStoreModelTests {
+    /// Random appends, syncs, truncations, compactions and reopenings, with segments small
+    /// enough to roll often: the store's log always equals a `RaftLog` given the same
+    /// operations, and so does the log read back after each reopening.
+    @Test(arguments: [1, 2, 3, 4, 5] as [UInt64])
+    func randomOperationsMatchTheModel(seed: UInt64) throws {
+        let dir = TempDir("model")
+        defer { dir.cleanup() }
+        var rng = SeededRandom(seed: seed)
+        let options = LogStore.Options(segmentSize: 700, writeBufferSize: 256)
+        var store = try LogStore(directory: dir.path, options: options)
+        var model = RaftLog()
+        var term: Term = 1
+        for step in 0..<600 {
+            switch rng.next() % 20 {
+            case 0..<10:
+                let n = LogIndex(1 + rng.next() % 6)
+                var first = model.lastIndex + 1
+                if rng.next() % 4 == 0 && model.lastIndex > model.prevIndex {
+                    first = model.prevIndex + 1 + rng.next() % (model.lastIndex - model.prevIndex)
+                    term += 1
+                }
+                let new = entries(first...first + n - 1, term: term, size: Int(rng.next() % 60))
+                try store.append(new)
+                model.truncate(from: first)
+                model.append(new)
+            case 10..<13:
+                try store.sync()
+                #expect(store.durableIndex == model.lastIndex)
+            case 13..<15 where model.lastIndex > model.prevIndex:
+                let from = model.prevIndex + 1 + rng.next() % (model.lastIndex - model.prevIndex)
+                try store.truncate(from: from)
+                model.truncate(from: from)
+            case 15..<17:
+                let through = model.prevIndex + rng.next() % (model.lastIndex - model.prevIndex + 5)
+                let t = model.term(at: through) ?? term
+                try store.compact(through: through, term: t)
+                model.compact(through: through, term: t)
+            default:
+                try store.close()
+                store = try LogStore(directory: dir.path, options: options)
+                #expect(store.recovery == nil)
+            }
+            #expect(store.log == model, "seed \(seed) step \(step)")
+            if store.log != model { return }
+        }
+        try store.close()
+        #expect(try LogStore(directory: dir.path, options: options).log == model)
+    }
+}

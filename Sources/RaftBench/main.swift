@@ -1,0 +1,160 @@
+// raft-bench storage [--dir DIR] [--state-mib N] [--seconds S]
+//
+// Storage figures (issue 3): log appends a second with group commit (128-byte entries,
+// fsync on) for several batch sizes, and snapshot write and read throughput for N MiB
+// (default 64) of key-value state, beside `gzip -1` and `gzip -d` on the same bytes in
+// the same run. Run it built for release: `make bench`.
+import Foundation
+import Raft
+import RaftStorage
+
+func fail(_ message: String) -> Never {
+    FileHandle.standardError.write(Data("raft-bench: \(message)\n".utf8))
+    exit(2)
+}
+
+func seconds(_ d: Duration) -> Double {
+    Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
+}
+
+func mbps(_ bytes: Int, _ d: Duration) -> String {
+    String(format: "%7.1f MB/s", Double(bytes) / 1e6 / seconds(d))
+}
+
+/// Key-value state: `key-NNNNNNNNNN=VALUE\n` lines with 90-character pseudo-random values
+/// of lower-case letters and digits (it compresses about as much as typical text).
+func keyValueState(bytes: Int) -> [UInt8] {
+    var out: [UInt8] = []
+    out.reserveCapacity(bytes + 128)
+    let alphabet = Array("abcdefghijklmnopqrstuvwxyz0123456789".utf8)
+    var x: UInt64 = 0x1234_5678_9abc_def0
+    var i = 0
+    while out.count < bytes {
+        out += Array("key-\(String(format: "%010d", i))=".utf8)
+        for _ in 0..<90 {
+            x = x &* 6364136223846793005 &+ 1442695040888963407
+            out.append(alphabet[Int((x >> 33) % UInt64(alphabet.count))])
+        }
+        out.append(UInt8(ascii: "\n"))
+        i += 1
+    }
+    return Array(out.prefix(bytes))
+}
+
+/// Runs a shell command line, returning how long it took.
+func timeShell(_ command: String) throws -> Duration {
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: "/bin/sh")
+    p.arguments = ["-c", command]
+    let clock = ContinuousClock()
+    let start = clock.now
+    try p.run()
+    p.waitUntilExit()
+    let elapsed = clock.now - start
+    guard p.terminationStatus == 0 else { fail("`\(command)` failed with status \(p.terminationStatus)") }
+    return elapsed
+}
+
+func benchAppends(dir: String, batch: Int, seconds limit: Double) throws -> (appends: Double, syncs: Double) {
+    let path = dir + "/log-\(batch)"
+    try? FileManager.default.removeItem(atPath: path)
+    let store = try LogStore(directory: path)
+    let payload = [UInt8](repeating: 0x61, count: 128)
+    let clock = ContinuousClock()
+    let start = clock.now
+    var index: LogIndex = 1
+    var syncs = 0
+    while seconds(clock.now - start) < limit {
+        var entries: [Entry] = []
+        entries.reserveCapacity(batch)
+        for _ in 0..<batch {
+            entries.append(Entry(index: index, term: 1, type: .command, payload: payload))
+            index += 1
+        }
+        try store.append(entries)
+        try store.sync()
+        syncs += 1
+    }
+    let elapsed = seconds(clock.now - start)
+    try store.close()
+    try? FileManager.default.removeItem(atPath: path)
+    return (Double(index - 1) / elapsed, Double(syncs) / elapsed)
+}
+
+func storageBench(dir: String, stateMiB: Int, appendSeconds: Double) throws {
+    try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+    print("raft-bench storage: data in \(dir)")
+    print("")
+    print("Log appends, 128-byte entries, fsync on (fdatasync per group commit):")
+    for batch in [1, 16, 128, 1024] {
+        let r = try benchAppends(dir: dir, batch: batch, seconds: appendSeconds)
+        print(String(format: "  %5d entries per sync: %10.0f appends/s  (%6.0f syncs/s)", batch, r.appends, r.syncs))
+    }
+
+    let state = keyValueState(bytes: stateMiB << 20)
+    let raw = dir + "/state.raw"
+    try Data(state).write(to: URL(fileURLWithPath: raw))
+    let snapDir = dir + "/snapshot"
+    try? FileManager.default.removeItem(atPath: snapDir)
+    let store = try SnapshotStore(directory: snapDir, compressionLevel: 1)
+    let clock = ContinuousClock()
+    let piece = 1 << 20
+
+    var start = clock.now
+    let writer = try store.create(index: 1000, term: 1, configuration: Configuration(voters: ["n1", "n2", "n3"]))
+    var offset = 0
+    while offset < state.count {
+        try writer.write(state[offset..<min(state.count, offset + piece)])
+        offset += piece
+    }
+    let meta = try writer.finish()
+    let writeTime = clock.now - start
+
+    start = clock.now
+    let reader = try store.reader(for: meta)
+    var readBytes = 0
+    try reader.forEachPiece(maxBytes: piece) { readBytes += $0.count }
+    let readTime = clock.now - start
+    guard readBytes == state.count else { fail("read back \(readBytes) bytes, wrote \(state.count)") }
+
+    let gz = dir + "/state.raw.gz"
+    let gzipTime = try timeShell("gzip -1 -c '\(raw)' > '\(gz)'")
+    let gunzipTime = try timeShell("gzip -d -c '\(gz)' > /dev/null")
+    let gzSize = (try FileManager.default.attributesOfItem(atPath: gz)[.size] as? NSNumber)?.intValue ?? 0
+
+    let mib = Double(state.count) / Double(1 << 20)
+    print("")
+    print(String(format: "Snapshot of %.0f MiB of key-value state (MB = 10^6 bytes of state a second):", mib))
+    print("  snapshot write (zlib level 1, streamed, fsync, rename): \(mbps(state.count, writeTime))  -> \(meta.size) bytes (\(String(format: "%.1f", 100 * Double(meta.size) / Double(state.count)))%)")
+    print("  snapshot read (checksum pass, then streamed inflate):   \(mbps(state.count, readTime))")
+    print("  gzip -1 on the same bytes (to a file, no fsync):         \(mbps(state.count, gzipTime))  -> \(gzSize) bytes (\(String(format: "%.1f", 100 * Double(gzSize) / Double(state.count)))%)")
+    print("  gzip -d on the same bytes (to /dev/null):                \(mbps(state.count, gunzipTime))")
+    try? FileManager.default.removeItem(atPath: raw)
+    try? FileManager.default.removeItem(atPath: gz)
+    try? FileManager.default.removeItem(atPath: snapDir)
+}
+
+var args = Array(CommandLine.arguments.dropFirst())
+let what = args.isEmpty || args[0].hasPrefix("-") ? "storage" : args.removeFirst()
+guard what == "storage" else { fail("unknown bench '\(what)'; usage: raft-bench storage [--dir DIR] [--state-mib N] [--seconds S]") }
+// Under the package (on the disk the data would be on, not a tmpfs); .build* is ignored by git.
+var dir = FileManager.default.currentDirectoryPath + "/.build-bench"
+var stateMiB = 64
+var appendSeconds = 2.0
+while !args.isEmpty {
+    let flag = args.removeFirst()
+    guard let value = args.first else { fail("\(flag) needs a value") }
+    args.removeFirst()
+    switch flag {
+    case "--dir": dir = value
+    case "--state-mib": guard let n = Int(value), n > 0 else { fail("--state-mib needs a positive number") }; stateMiB = n
+    case "--seconds": guard let s = Double(value), s > 0 else { fail("--seconds needs a positive number") }; appendSeconds = s
+    default: fail("unknown option \(flag); usage: raft-bench storage [--dir DIR] [--state-mib N] [--seconds S]")
+    }
+}
+do {
+    try storageBench(dir: dir, stateMiB: stateMiB, appendSeconds: appendSeconds)
+    try? FileManager.default.removeItem(atPath: dir)
+} catch {
+    fail("\(error)")
+}
