@@ -46,7 +46,8 @@ public struct Progress: Sendable, Hashable {
         public var doneSent = false
         /// Heartbeats since the last acknowledgement, to resend what seems lost.
         public var idleHeartbeats = 0
-        /// Ticks since the transfer started (for the shell's timings).
+        /// Resends in a row that brought no progress.
+        public var stalls = 0
         public init(snapshot: SnapshotMetadata) { self.snapshot = snapshot }
     }
 

@@ -105,11 +105,14 @@ public struct RaftCore: Sendable {
         self.term = state.hardState.term
         self.votedFor = state.hardState.votedFor
         var log = state.log
+        var repair: [Action] = []
         let base: ConfigAt
         if let snap = state.snapshot {
             // A crash between installing a snapshot and resetting the log leaves a log that
-            // does not reach or does not match the snapshot: the snapshot wins.
+            // does not reach or does not match the snapshot: the snapshot wins, on disk too.
             if log.term(at: snap.index) != snap.term {
+                if log.lastIndex > log.prevIndex { repair.append(.truncateLog(from: log.firstIndex)) }
+                repair.append(.compactLog(through: snap.index, term: snap.term))
                 log = RaftLog(prevIndex: snap.index, prevTerm: snap.term)
             }
             base = ConfigAt(index: snap.index, configuration: snap.configuration)
@@ -125,6 +128,7 @@ public struct RaftCore: Sendable {
             if let c = e.configuration { configs.append(ConfigAt(index: e.index, configuration: c)) }
         }
         self.role = configuration.isLearner(id) ? .learner : .follower
+        self.actions = repair
         resetElectionTimer()
     }
 
@@ -164,6 +168,9 @@ public struct RaftCore: Sendable {
     /// Whether this leader has committed an entry of its own term (so it knows the commit
     /// index of the cluster and may change the configuration).
     public var hasCommittedInTerm: Bool { role == .leader && log.term(at: commitIndex) == term }
+
+    /// Whether there are no actions to take.
+    public var pendingActionsIsEmpty: Bool { actions.isEmpty }
 
     /// Hands over the actions produced so far, in order.
     public mutating func takeActions() -> [Action] {
@@ -376,8 +383,9 @@ public struct RaftCore: Sendable {
             handleSnapshotRecoveryResponse(from: m.from, r)
         case .removed(let configIndex):
             // Only a leader's own record of its departing members sends this; trust it.
+            // A node that never held a configuration is new and waiting to be added: not it.
             hearFromLeader(m.from)
-            if configIndex > 0 { markRemoved() }
+            if configIndex > 0 && !configs.allSatisfy({ $0.configuration.isEmpty }) { markRemoved() }
         }
     }
 
@@ -591,6 +599,10 @@ public struct RaftCore: Sendable {
     /// goraft's AddPeer and RemovePeer, one server at a time, through the log.
     public mutating func proposeChange(_ change: ConfigurationChange) -> Result<(index: LogIndex, term: Term), ProposalError> {
         guard role == .leader else { return .failure(.notLeader(leader: leader)) }
+        if case let .addLearner(id, _, _) = change, departing[id] != nil {
+            // Its removal notices may still be on the way; a new member of that name must not get one.
+            return .failure(.configChangeInProgress)
+        }
         if !settings.mutations.contains(.configOnCommit) {
             guard log.term(at: commitIndex) == term else { return .failure(.leaderNotReady) }
         }
@@ -599,7 +611,6 @@ public struct RaftCore: Sendable {
         let new: Configuration
         do { new = try old.applying(change) } catch { return .failure(.invalidChange(error)) }
         let index = log.lastIndex + 1
-        for peer in new.members { departing[peer] = nil }
         for peer in old.members where !new.isMember(peer) && peer != id {
             departing[peer] = Departing(configIndex: index, noticesLeft: 10 * max(1, settings.electionTicks / max(1, settings.heartbeatTicks)))
         }
@@ -705,7 +716,9 @@ public struct RaftCore: Sendable {
             pr.inflight.removeFirst()
         }
         progress[peer] = pr
-        if pr.match < log.lastIndex { sendAppends(to: peer) }
+        // An append may have been lost: an empty one at `next` finds out (a rejection
+        // sends this follower back to probe).
+        if pr.match < log.lastIndex { sendAppends(to: peer, allowEmpty: true) }
     }
 
     private mutating func broadcastHeartbeat() {
@@ -749,9 +762,8 @@ public struct RaftCore: Sendable {
     private mutating func maybePromoteLearner() {
         guard role == .leader, latestConfigurationIndex <= commitIndex, log.term(at: commitIndex) == term else { return }
         for learner in latestConfiguration.promoting {
-            guard let pr = progress[learner], pr.state == .replicate,
-                pr.match + LogIndex(settings.maxEntriesPerRequest) >= log.lastIndex
-            else { continue }
+            // Caught up: it holds everything committed, as a voter in good standing does.
+            guard let pr = progress[learner], pr.state == .replicate, pr.match >= commitIndex else { continue }
             _ = proposeChange(.promote(learner))
             return
         }
@@ -769,6 +781,7 @@ public struct RaftCore: Sendable {
         if accepted {
             transfer.accepted = true
             transfer.idleHeartbeats = 0
+            transfer.stalls = 0
             pr.transfer = transfer
             progress[peer] = pr
             sendChunks(to: peer)
@@ -806,6 +819,12 @@ public struct RaftCore: Sendable {
             return
         }
         transfer.idleHeartbeats = 0
+        transfer.stalls += 1
+        if transfer.stalls > 3, let snap = snapshot {
+            // Resending got nowhere (the follower or the file is gone): start over with the newest.
+            restartTransfer(to: peer, with: snap)
+            return
+        }
         if !transfer.accepted {
             // The request or its answer was lost; start over with the newest snapshot.
             if let snap = snapshot, snap.index >= transfer.snapshot.index { transfer = .init(snapshot: snap) }
@@ -827,6 +846,24 @@ public struct RaftCore: Sendable {
         pr.transfer = transfer
         progress[peer] = pr
         sendChunks(to: peer)
+    }
+
+    private mutating func restartTransfer(to peer: NodeID, with snap: SnapshotMetadata) {
+        guard var pr = progress[peer] else { return }
+        pr.becomeSnapshot(snap)
+        progress[peer] = pr
+        actions.append(.observe(.snapshotSendStarted(to: peer, snap)))
+        send(to: peer, .snapshotRequest(snap))
+    }
+
+    /// The shell could not read the snapshot file of a transfer to `peer` (deleted, damaged):
+    /// the transfer starts over with the newest snapshot.
+    public mutating func snapshotSendFailed(to peer: NodeID, _ meta: SnapshotMetadata, reason: String) {
+        guard role == .leader, let pr = progress[peer], pr.state == .snapshot, pr.transfer?.snapshot == meta else { return }
+        actions.append(.observe(.error(what: "snapshot-send", detail: "\(meta) to \(peer): \(reason)")))
+        if let snap = snapshot, snap != meta {
+            restartTransfer(to: peer, with: snap)
+        }
     }
 
     private mutating func handleSnapshotRecoveryResponse(from peer: NodeID, _ r: SnapshotRecoveryResponse) {
@@ -856,6 +893,12 @@ public struct RaftCore: Sendable {
         if r.nextOffset > transfer.ackedOffset {
             transfer.ackedOffset = r.nextOffset
             transfer.idleHeartbeats = 0
+            transfer.stalls = 0
+        } else if r.nextOffset < transfer.ackedOffset {
+            // The follower started the file again: so does the leader.
+            transfer.ackedOffset = r.nextOffset
+            transfer.sentOffset = r.nextOffset
+            transfer.doneSent = false
         }
         pr.transfer = transfer
         progress[peer] = pr
@@ -872,6 +915,11 @@ public struct RaftCore: Sendable {
         }
         if let r = receiving {
             if r.installing { return }  // the leader asks again later
+            if r.snapshot == meta && r.from == leader {
+                // Asked again (a lost answer): go on from where the file stands.
+                send(to: leader, .snapshotResponse(accepted: true, index: meta.index, lastIndex: log.lastIndex))
+                return
+            }
             actions.append(.abortSnapshotReceive(r.snapshot))
         }
         receiving = Receiving(from: leader, snapshot: meta)

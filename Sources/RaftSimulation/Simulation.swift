@@ -1,0 +1,528 @@
+import Raft
+
+/// What a schedule did, and whether every check held.
+public struct SimulationResult: Sendable, CustomStringConvertible {
+    public var seed: UInt64
+    public var nodeCount: Int
+    public var violations: [Violation]
+    public var steps = 0
+    public var elections = 0
+    public var snapshotsTaken = 0
+    public var snapshotsInstalled = 0
+    public var configChanges = 0
+    public var crashes = 0
+    public var partitions = 0
+    public var writesAcknowledged = 0
+    public var finalCommitIndex: LogIndex = 0
+    public var finalMembers: [NodeID] = []
+
+    public var passed: Bool { violations.isEmpty }
+
+    public var description: String {
+        let verdict = passed ? "ok" : "FAILED"
+        var s = "seed \(seed): \(verdict) nodes=\(nodeCount) steps=\(steps) elections=\(elections) snapshots=\(snapshotsTaken)/\(snapshotsInstalled) configs=\(configChanges) crashes=\(crashes) partitions=\(partitions) acked=\(writesAcknowledged) commit=\(finalCommitIndex) members=\(finalMembers.joined(separator: ","))"
+        for v in violations { s += "\n  \(v)" }
+        return s
+    }
+}
+
+/// A cluster of `RaftCore`s over a simulated network, driven by one seed.
+public final class Simulation {
+    public let seed: UInt64
+    public let options: SimulationOptions
+    private var rng: SeededRandom
+    private var queue = EventQueue<Event>()
+    private var now = 0
+    private var nodes: [NodeID: SimulatedNode] = [:]
+    private var invariants = Invariants()
+    private var result: SimulationResult
+    /// Partition groups: a message crosses only between nodes of the same group.
+    private var group: [NodeID: Int] = [:]
+    private var nextNodeNumber: Int
+    private var clientSeq = 0
+    private var pending: [PendingKey: PendingWrite] = [:]
+    /// Key -> the highest index of an acknowledged write to it.
+    private var acknowledged: [String: LogIndex] = [:]
+    /// Each node's commit index as last checked.
+    private var commitSeen: [NodeID: LogIndex] = [:]
+    private var faultsOn = true
+    private var converged = false
+    private var clientOn = true
+    /// Verbose trace of every step, for replaying a seed by hand.
+    public var trace: ((String) -> Void)?
+
+    private enum Event {
+        case tick(NodeID, incarnation: Int)
+        case deliver(Message)
+        case snapshotTaken(NodeID, incarnation: Int, SnapshotMetadata, [UInt8])
+        case snapshotInstalled(NodeID, incarnation: Int, SnapshotMetadata)
+        case restart(NodeID)
+        case heal
+        case fault
+        case client
+        case endFaults
+        case endClient
+        case probeConvergence
+    }
+
+    private struct PendingKey: Hashable {
+        var node: NodeID
+        var index: LogIndex
+    }
+
+    private struct PendingWrite {
+        var term: Term
+        var key: String
+        var incarnation: Int
+    }
+
+    public init(seed: UInt64, options: SimulationOptions) {
+        self.seed = seed
+        self.options = options
+        self.rng = SeededRandom(seed: seed)
+        self.nextNodeNumber = options.nodeCount + 1
+        self.result = SimulationResult(seed: seed, nodeCount: options.nodeCount, violations: [])
+    }
+
+    public convenience init(seed: UInt64, mutations: Set<Settings.Mutation> = []) {
+        self.init(seed: seed, options: .derived(seed: seed, mutations: mutations))
+    }
+
+    // MARK: Running
+
+    /// Runs the schedule: faults and load for `duration`, then healing and settling, then the
+    /// convergence check. Stops at the first violation.
+    public func run() -> SimulationResult {
+        let ids = (1...options.nodeCount).map { "n\($0)" }
+        let config = Configuration(voters: ids, addresses: Dictionary(uniqueKeysWithValues: ids.map { ($0, "sim://\($0)") }))
+        for id in ids {
+            var node = SimulatedNode(id: id, disk: Disk())
+            node.disk.latest = DurableState.bootstrap(config).snapshot
+            node.disk.snapshots[Disk.SnapshotKey(node.disk.latest!)] = KeyValueState().serialized()
+            node.disk.latest!.size = UInt64(node.disk.snapshots.values.first!.count)
+            nodes[id] = node
+            start(id)
+        }
+        if options.crashes || options.partitions || options.membershipChanges {
+            queue.push(.fault, at: options.faultInterval)
+        }
+        queue.push(.client, at: 50)
+        queue.push(.endFaults, at: options.duration)
+        // Settling ends once the cluster has converged; a slow schedule (one entry a request,
+        // a backlog of writes) gets up to `settleDuration` more to drain.
+        let end = options.duration + 2 * options.settleDuration
+        while !converged, let (time, event) = queue.pop(), time <= end {
+            now = time
+            handle(event)
+            result.steps += 1
+            if !invariants.violations.isEmpty { break }
+        }
+        if invariants.violations.isEmpty {
+            for (kind, detail) in convergenceProblems() { invariants.fail(kind, now, detail) }
+        }
+        result.violations = invariants.violations
+        return result
+    }
+
+    private func log(_ s: @autoclosure () -> String) {
+        if let trace { trace("[\(now)] " + s()) }
+    }
+
+    private func handle(_ event: Event) {
+        switch event {
+        case let .tick(id, incarnation):
+            guard var node = nodes[id], node.incarnation == incarnation, node.core != nil else { return }
+            node.core!.tick()
+            nodes[id] = node
+            drain(id)
+            queue.push(.tick(id, incarnation: incarnation), at: now + options.tickMs)
+        case let .deliver(m):
+            guard var node = nodes[m.to], node.core != nil else { return }
+            log("deliver \(m)")
+            node.core!.step(m)
+            nodes[m.to] = node
+            drain(m.to)
+        case let .snapshotTaken(id, incarnation, meta, bytes):
+            guard var node = nodes[id], node.incarnation == incarnation, node.core != nil else { return }
+            let inUse = Set(node.core!.progress.values.compactMap { $0.transfer.map { Disk.SnapshotKey($0.snapshot) } })
+            node.disk.storeSnapshot(meta, bytes, inUse: inUse)
+            node.core!.snapshotTaken(meta)
+            nodes[id] = node
+            result.snapshotsTaken += 1
+            log("\(id) took \(meta)")
+            drain(id)
+        case let .snapshotInstalled(id, incarnation, meta):
+            guard var node = nodes[id], node.incarnation == incarnation, node.core != nil,
+                let r = node.receiving, r.meta == meta
+            else { return }
+            node.receiving = nil
+            do {
+                let state = try KeyValueState(deserializing: r.bytes)
+                guard state.appliedIndex == meta.index else {
+                    invariants.fail(.shell, now, "\(id): snapshot \(meta) holds state at \(state.appliedIndex)")
+                    return
+                }
+                node.disk.storeSnapshot(meta, r.bytes)
+                node.state = state
+                node.core!.snapshotInstalled(meta)
+                result.snapshotsInstalled += 1
+            } catch {
+                node.core!.snapshotFailed(meta, reason: "\(error)")
+            }
+            nodes[id] = node
+            drain(id)
+        case let .restart(id):
+            guard let node = nodes[id], node.core == nil, !node.exited else { return }
+            start(id)
+        case .heal:
+            group.removeAll()
+        case .fault:
+            guard faultsOn else { return }
+            injectFault()
+            queue.push(.fault, at: now + Int.random(in: options.faultInterval / 2...options.faultInterval * 3 / 2, using: &rng))
+        case .client:
+            guard clientOn else { return }
+            proposeWrites()
+            queue.push(.client, at: now + options.clientInterval)
+        case .endFaults:
+            faultsOn = false
+            group.removeAll()
+            for id in nodes.keys.sorted() where nodes[id]!.core == nil && !nodes[id]!.exited {
+                start(id)
+            }
+            // Quiet at the end, so that every member can reach the same applied index.
+            queue.push(.endClient, at: now + options.settleDuration / 2)
+        case .endClient:
+            clientOn = false
+            queue.push(.probeConvergence, at: now + 100)
+        case .probeConvergence:
+            if convergenceProblems().isEmpty {
+                converged = true
+            } else {
+                queue.push(.probeConvergence, at: now + 100)
+            }
+        }
+    }
+
+    // MARK: Nodes
+
+    private func start(_ id: NodeID) {
+        guard var node = nodes[id] else { return }
+        let state = node.disk.durableState
+        node.core = RaftCore(id: id, settings: options.settings, seed: rng.next(), state: state)
+        if let meta = state.snapshot, let bytes = node.disk.snapshots[Disk.SnapshotKey(meta)],
+            let restored = try? KeyValueState(deserializing: bytes)
+        {
+            node.state = restored
+        } else {
+            node.state = KeyValueState()
+        }
+        node.receiving = nil
+        commitSeen[id] = node.core!.commitIndex
+        nodes[id] = node
+        drain(id)
+        log("start \(id) term=\(state.hardState.term) log=\(state.log.firstIndex)...\(state.log.lastIndex) snapshot=\(state.snapshot.map { "\($0.index)" } ?? "-")")
+        queue.push(.tick(id, incarnation: node.incarnation), at: now + 1 + Int(rng.next() % UInt64(options.tickMs)))
+    }
+
+    private func crash(_ id: NodeID) {
+        guard var node = nodes[id], node.core != nil else { return }
+        node.core = nil
+        node.receiving = nil
+        node.incarnation += 1
+        nodes[id] = node
+        result.crashes += 1
+        pending = pending.filter { $0.key.node != id }
+        log("crash \(id)")
+    }
+
+    /// Carries out a node's actions in order, checking the shell contract and the invariants.
+    private func drain(_ id: NodeID) {
+        guard var node = nodes[id], var core = node.core else { return }
+        let actions = core.takeActions()
+        node.core = core
+        var crashAt = Int.max
+        if faultsOn && options.crashes && rng.chance(options.midStepCrashRate) && !actions.isEmpty {
+            crashAt = Int(rng.next() % UInt64(actions.count))
+        }
+        for (i, action) in actions.enumerated() {
+            if i == crashAt {
+                nodes[id] = node
+                crash(id)
+                queue.push(.restart(id), at: now + Int.random(in: 50...1500, using: &rng))
+                return
+            }
+            perform(action, on: &node)
+            if node.exited { break }
+        }
+        nodes[id] = node
+        // Carrying out the actions may have fed the core again (a snapshot file gone).
+        if let core = node.core, !core.pendingActionsIsEmpty {
+            drain(id)
+            return
+        }
+        if let core = node.core {
+            invariants.checkConfigurations(core, time: now)
+        }
+    }
+
+    private func perform(_ action: Action, on node: inout SimulatedNode) {
+        let id = node.id
+        switch action {
+        case .saveHardState(let hs):
+            node.disk.hardState = hs
+        case .appendLog(let entries):
+            guard let first = entries.first else { return }
+            if first.index <= node.disk.log.lastIndex {
+                guard first.index > node.disk.log.prevIndex else {
+                    invariants.fail(.shell, now, "\(id) appends \(first.index) at or before its compaction point \(node.disk.log.prevIndex)")
+                    return
+                }
+                node.disk.log.truncate(from: first.index)
+            }
+            guard first.index == node.disk.log.lastIndex + 1, let prevTerm = node.disk.log.term(at: first.index - 1) else {
+                invariants.fail(.shell, now, "\(id) appends \(first.index) after \(node.disk.log.lastIndex)")
+                return
+            }
+            node.disk.log.append(entries)
+            invariants.appended(entries, prevTerm: prevTerm, by: id, time: now)
+        case .truncateLog(let from):
+            if from > node.disk.log.prevIndex { node.disk.log.truncate(from: from) }
+        case let .compactLog(through, term):
+            guard let latest = node.disk.latest, latest.index >= through else {
+                invariants.fail(.shell, now, "\(id) compacts through \(through) beyond its durable snapshot \(node.disk.latest?.index ?? 0)")
+                return
+            }
+            node.disk.log.compact(through: through, term: term)
+        case .send(let m):
+            transmit(m)
+        case let .sendSnapshotChunk(to, term, meta, offset, length, done):
+            guard let bytes = node.disk.snapshots[Disk.SnapshotKey(meta)] else {
+                // The file is gone (superseded twice over): the transfer starts over.
+                node.core!.snapshotSendFailed(to: to, meta, reason: "file deleted")
+                return
+            }
+            guard offset + UInt64(length) <= UInt64(bytes.count), UInt64(bytes.count) == meta.size else {
+                invariants.fail(.shell, now, "\(id) sends \(length) bytes at \(offset) of \(meta) whose file has \(bytes.count)")
+                return
+            }
+            let data = Array(bytes[Int(offset)..<Int(offset) + length])
+            transmit(Message(from: id, to: to, term: term, body: .snapshotRecoveryRequest(
+                SnapshotRecoveryRequest(index: meta.index, snapshotTerm: meta.term, offset: offset, data: data, done: done))))
+        case .apply(let entries):
+            for e in entries {
+                guard e.index == node.state.appliedIndex + 1 else {
+                    invariants.fail(.shell, now, "\(id) applies \(e.index) after \(node.state.appliedIndex)")
+                    return
+                }
+                node.state.apply(e)
+                let key = PendingKey(node: id, index: e.index)
+                if let p = pending.removeValue(forKey: key), p.incarnation == node.incarnation, p.term == e.term {
+                    acknowledged[p.key] = max(acknowledged[p.key] ?? 0, e.index)
+                    result.writesAcknowledged += 1
+                }
+            }
+            invariants.applied(node.state.appliedIndex, digest: node.state.digest, by: id, time: now)
+        case let .takeSnapshot(index, term, configuration):
+            guard node.state.appliedIndex == index else {
+                invariants.fail(.shell, now, "\(id) asked to snapshot at \(index) with state at \(node.state.appliedIndex)")
+                return
+            }
+            let bytes = node.state.serialized()
+            let meta = SnapshotMetadata(index: index, term: term, configuration: configuration, size: UInt64(bytes.count))
+            queue.push(.snapshotTaken(id, incarnation: node.incarnation, meta, bytes), at: now + Int.random(in: 0...20, using: &rng))
+        case let .beginSnapshotReceive(_, meta):
+            node.receiving = (meta, [])
+        case let .writeSnapshotChunk(meta, offset, data):
+            guard var r = node.receiving, r.meta == meta, offset == UInt64(r.bytes.count) else {
+                invariants.fail(.shell, now, "\(id) writes a chunk at \(offset) of \(meta) out of order")
+                return
+            }
+            r.bytes += data
+            node.receiving = r
+        case .installSnapshot(let meta):
+            guard let r = node.receiving, r.meta == meta, UInt64(r.bytes.count) == meta.size else {
+                invariants.fail(.shell, now, "\(id) installs \(meta) with \(node.receiving?.bytes.count ?? -1) bytes received")
+                return
+            }
+            queue.push(.snapshotInstalled(id, incarnation: node.incarnation, meta), at: now + Int.random(in: 0...30, using: &rng))
+        case .abortSnapshotReceive:
+            node.receiving = nil
+        case .observe(let o):
+            observe(o, on: &node)
+        }
+    }
+
+    private func observe(_ o: Observation, on node: inout SimulatedNode) {
+        guard let core = node.core else { return }
+        switch o {
+        case .role(.leader, _):
+            result.elections += 1
+            log("\(node.id) leads term \(core.term)")
+            invariants.leaderElected(node.id, term: core.term, log: core.log, time: now)
+        case .role(let role, let leader):
+            log("\(node.id) is \(role.rawValue) in term \(core.term), leader \(leader ?? "-")")
+        case .commit(let index):
+            invariants.committed(upTo: index, from: commitSeen[node.id] ?? 0, log: core.log, by: node.id, time: now)
+            commitSeen[node.id] = index
+        case let .config(index, c, committed):
+            if committed && index > 0 { result.configChanges += 1 }
+            log("\(node.id) config \(index) \(c) \(committed ? "committed" : "appended")")
+        case .removed:
+            log("\(node.id) removed; exits")
+            node.core = nil
+            node.exited = true
+            node.incarnation += 1
+        case .error(let what, let detail):
+            log("\(node.id) error \(what): \(detail)")
+        default:
+            break
+        }
+    }
+
+    // MARK: Network
+
+    private func transmit(_ m: Message) {
+        guard (group[m.from] ?? 0) == (group[m.to] ?? 0) else { return }
+        guard !rng.chance(options.dropRate) else { return }
+        queue.push(.deliver(m), at: now + 1 + Int(rng.next() % UInt64(max(1, options.maxDelay))))
+        if rng.chance(options.duplicateRate) {
+            queue.push(.deliver(m), at: now + 1 + Int(rng.next() % UInt64(max(1, options.maxDelay * 3))))
+        }
+    }
+
+    // MARK: Faults and load
+
+    private var runningIDs: [NodeID] { nodes.keys.sorted().filter { nodes[$0]!.core != nil } }
+
+    private var currentLeader: NodeID? {
+        runningIDs.filter { nodes[$0]!.core!.role == .leader }.max { nodes[$0]!.core!.term < nodes[$1]!.core!.term }
+    }
+
+    private func injectFault() {
+        let roll = rng.next() % 100
+        switch roll {
+        case 0..<25 where options.crashes:
+            let running = runningIDs
+            guard let victim = running.randomElement(using: &rng) else { return }
+            crash(victim)
+            queue.push(.restart(victim), at: now + Int.random(in: 50...2000, using: &rng))
+        case 25..<35 where options.crashes:
+            guard let leader = currentLeader else { return }
+            crash(leader)
+            queue.push(.restart(leader), at: now + Int.random(in: 100...1500, using: &rng))
+        case 35..<55 where options.partitions:
+            let all = nodes.keys.sorted().filter { !nodes[$0]!.exited }
+            group.removeAll()
+            for id in all where rng.chance(0.4) { group[id] = 1 }
+            result.partitions += 1
+            log("partition \(group.keys.sorted())")
+            queue.push(.heal, at: now + Int.random(in: 100...2500, using: &rng))
+        case 55..<62 where options.partitions:
+            guard let leader = currentLeader else { return }
+            group.removeAll()
+            group[leader] = 2
+            result.partitions += 1
+            log("isolate \(leader)")
+            queue.push(.heal, at: now + Int.random(in: 200...2500, using: &rng))
+        case 62..<90 where options.membershipChanges:
+            changeMembership()
+        case 90..<100:
+            guard let id = runningIDs.randomElement(using: &rng) else { return }
+            var node = nodes[id]!
+            _ = node.core!.requestSnapshot()
+            nodes[id] = node
+            drain(id)
+        default:
+            break
+        }
+    }
+
+    private func changeMembership() {
+        guard let leaderID = currentLeader, var leader = nodes[leaderID], let core = leader.core else { return }
+        let config = core.latestConfiguration
+        let change: ConfigurationChange
+        let roll = rng.next() % 100
+        if config.voters.count < 7 && (roll < 40 || config.voters.count < 3) {
+            // Add a new node, or bring back a removed one with its data wiped.
+            let gone = nodes.keys.sorted().filter { !config.isMember($0) && !(nodes[$0]!.isRunning && !nodes[$0]!.exited) }
+            let id: NodeID
+            if let back = gone.randomElement(using: &rng), rng.chance(0.5) {
+                id = back
+            } else {
+                id = "n\(nextNodeNumber)"
+                nextNodeNumber += 1
+            }
+            change = .addLearner(id, address: "sim://\(id)", promote: true)
+            guard case .success = leader.core!.proposeChange(change) else { return }
+            var fresh = SimulatedNode(id: id, disk: Disk())
+            fresh.incarnation = (nodes[id]?.incarnation ?? 0) + 1
+            nodes[id] = fresh
+            start(id)
+        } else if config.voters.count > 3 || (config.voters.count == 3 && !config.learners.isEmpty) {
+            let candidates = config.learners.isEmpty || roll % 2 == 0 ? config.voters : config.learners
+            guard let victim = candidates.randomElement(using: &rng) else { return }
+            change = .remove(victim)
+            guard case .success = leader.core!.proposeChange(change) else { return }
+        } else {
+            return
+        }
+        log("\(leaderID) proposes \(change)")
+        nodes[leaderID] = leader
+        drain(leaderID)
+    }
+
+    private func proposeWrites() {
+        guard let leaderID = currentLeader, var leader = nodes[leaderID] else { return }
+        let count = Int.random(in: 1...3, using: &rng)
+        var commands: [[UInt8]] = []
+        var keys: [String] = []
+        for _ in 0..<count {
+            clientSeq += 1
+            let key = "k\(rng.next() % 10)"
+            keys.append(key)
+            commands.append(KeyValueState.command(key: key, value: "v\(clientSeq)"))
+        }
+        guard case let .success((first, term)) = leader.core!.propose(commands) else { return }
+        for (i, key) in keys.enumerated() {
+            pending[PendingKey(node: leaderID, index: first + LogIndex(i))] = PendingWrite(term: term, key: key, incarnation: leader.incarnation)
+        }
+        nodes[leaderID] = leader
+        drain(leaderID)
+    }
+
+    // MARK: The end
+
+    /// What keeps the cluster from having converged: a leader, its configuration committed,
+    /// every member running with the leader's commit applied and the same state, and every
+    /// acknowledged write in that state.
+    private func convergenceProblems() -> [(Violation.Kind, String)] {
+        var problems: [(Violation.Kind, String)] = []
+        guard let leaderID = currentLeader, let leader = nodes[leaderID]!.core else {
+            return [(.liveness, "no leader after healing")]
+        }
+        let config = leader.configuration
+        result.finalCommitIndex = leader.commitIndex
+        result.finalMembers = config.members
+        if leader.commitIndex < leader.log.lastIndex {
+            problems.append((.liveness, "\(leaderID) committed \(leader.commitIndex) of \(leader.log.lastIndex)"))
+        }
+        if leader.latestConfigurationIndex > leader.commitIndex {
+            problems.append((.liveness, "\(leaderID)'s configuration \(leader.latestConfigurationIndex) is not committed (commit \(leader.commitIndex))"))
+        }
+        for id in config.members {
+            guard let node = nodes[id], let core = node.core else {
+                problems.append((.liveness, "member \(id) is not running"))
+                continue
+            }
+            if core.appliedIndex != leader.commitIndex || node.state.digest != nodes[leaderID]!.state.digest {
+                problems.append((.liveness, "\(id) applied \(core.appliedIndex) (digest \(node.state.digest.hex16)), leader \(leaderID) committed \(leader.commitIndex) (digest \(nodes[leaderID]!.state.digest.hex16))"))
+            }
+            // Every acknowledged write is in the final state, or a later write to its key is.
+            for (key, index) in acknowledged.sorted(by: { $0.key < $1.key }) where (node.state.values[key]?.index ?? 0) < index {
+                problems.append((.lostWrite, "\(id)'s \(key) was written at \(node.state.values[key]?.index ?? 0), an acknowledged write at \(index)"))
+            }
+        }
+        return problems
+    }
+}
