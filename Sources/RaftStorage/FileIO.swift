@@ -142,7 +142,7 @@ enum FileSystem {
         return stat(path, &st) == 0
     }
 
-    /// `mkdir -p`.
+    /// `mkdir -p`, each created directory made durable in its parent.
     static func createDirectory(_ path: String) throws {
         var st = stat()
         if stat(path, &st) == 0 {
@@ -153,9 +153,13 @@ enum FileSystem {
         }
         let parent = directoryOf(path)
         if parent != path && parent != "." && parent != "/" { try createDirectory(parent) }
-        if mkdir(path, 0o755) != 0 && errno != EEXIST {
+        if mkdir(path, 0o755) != 0 {
+            if errno == EEXIST { return }
             throw StorageError(.io, file: path, "cannot create directory: \(errnoText())")
         }
+        // The new directory's entry must be durable too, or a power loss can take it and
+        // everything later synced inside it.
+        try syncDirectory(parent)
     }
 
     /// fsync a directory, so that creations, renames and removals in it are durable.

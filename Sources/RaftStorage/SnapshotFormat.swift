@@ -142,15 +142,13 @@ public struct SnapshotHeader: Sendable, Hashable {
             throw StorageError(.damaged, file: path, offset: 12, "header size \(headerSize) does not match its content (\(header.headerSize))")
         }
         if size < header.fileSize {
-            throw StorageError(.damaged, file: path, offset: size, "truncated: the header declares a body of \(bodySize(header)) bytes at byte \(headerSize), so \(header.fileSize) bytes in all; the file has \(size)")
+            throw StorageError(.damaged, file: path, offset: size, "truncated: the header declares a body of \(header.bodySize) bytes at byte \(headerSize), so \(header.fileSize) bytes in all; the file has \(size)")
         }
         if size > header.fileSize {
             throw StorageError(.damaged, file: path, offset: header.fileSize, "\(size - header.fileSize) bytes after the end of the body the header declares")
         }
         return header
     }
-
-    private static func bodySize(_ h: SnapshotHeader) -> UInt64 { h.bodySize }
 
     /// Reads the body of the file at `path` (whose header is `self`) in pieces and checks
     /// its checksum.

@@ -162,12 +162,22 @@ struct CrashTests {
             process.standardOutput = out
             process.standardError = err
             try process.run()
-            // Mostly while it works; sometimes while it is still opening (and repairing).
-            let delay = rng.next() % 8 == 0 ? rng.next() % 3_000 : 5_000 + rng.next() % 55_000
-            usleep(useconds_t(delay))
+            // Mostly once it has reported a random number of steps (so that it makes
+            // progress however loaded the machine is), then at a random moment within a
+            // few milliseconds; sometimes while it is still opening (and repairing).
+            var received = Data()
+            let early = rng.next() % 8 == 0
+            let lines = early ? 0 : Int(rng.next() % 25)
+            while received.filter({ $0 == 0x0a }).count < lines {
+                let more = out.fileHandleForReading.availableData
+                if more.isEmpty { break }
+                received += more
+            }
+            usleep(useconds_t(rng.next() % (early ? 3_000 : 8_000)))
             let alive = process.isRunning
             kill(process.processIdentifier, SIGKILL)
-            let output = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            received += out.fileHandleForReading.readDataToEndOfFile()
+            let output = String(decoding: received, as: UTF8.self)
             let errors = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
             process.waitUntilExit()
             #expect(alive, "the child exited by itself: \(errors)")
