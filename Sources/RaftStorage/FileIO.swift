@@ -5,6 +5,7 @@ import Musl
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import Raft
 
 /// The text of the current `errno`.
 func errnoText(_ code: Int32 = errno) -> String {
@@ -230,4 +231,9 @@ private func Glibc_rename(_ from: String, _ to: String) -> Int32 {
 func zeroPadded(_ n: UInt64) -> String {
     let s = String(n)
     return String(repeating: "0", count: max(0, 20 - s.count)) + s
+}
+
+/// 16 random hex digits, for temporary file names.
+func uniqueSuffix() -> String {
+    UInt64.random(in: .min ... .max).hex16
 }

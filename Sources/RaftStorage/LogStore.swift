@@ -80,6 +80,7 @@ public final class LogStore {
     /// Records appended to the active segment and not yet written.
     private var pending: [UInt8] = []
     private var hasUnsynced = false
+    private var closed = false
 
     /// Opens the log in `directory`, creating it if needed.
     public init(directory: String, options: Options = Options()) throws {
@@ -171,6 +172,7 @@ public final class LogStore {
     /// anything for entries that would leave a gap, go before the compaction point, or
     /// have decreasing terms.
     public func append(_ entries: [Entry]) throws {
+        try checkOpen()
         guard let first = entries.first else { return }
         guard first.index > log.prevIndex else {
             throw StorageError(.misuse, file: directory, "append of index \(first.index) at or before the compaction point \(log.prevIndex)")
@@ -240,6 +242,7 @@ public final class LogStore {
     /// Removes the entries from `index` on; durable on return. Removing past the end does
     /// nothing; removing at or before the compaction point is a `.misuse`.
     public func truncate(from index: LogIndex) throws {
+        try checkOpen()
         guard index <= log.lastIndex else { return }
         guard index > log.prevIndex else {
             throw StorageError(.misuse, file: directory, "truncate from \(index) at or before the compaction point \(log.prevIndex)")
@@ -275,6 +278,7 @@ public final class LogStore {
     /// snapshot); may be past the log's end, which leaves the log empty after `index`.
     /// Durable on return. Does nothing at or before the current compaction point.
     public func compact(through index: LogIndex, term: Term) throws {
+        try checkOpen()
         guard index > log.prevIndex else { return }
         try Self.writeBase(FileSystem.join(directory, Self.baseFileName), prevIndex: index, prevTerm: term)
         var removed = false
@@ -299,9 +303,15 @@ public final class LogStore {
 
     /// Syncs and closes the files; the store must not be used after.
     public func close() throws {
+        guard !closed else { return }
         try sync()
         active?.close()
         active = nil
+        closed = true
+    }
+
+    private func checkOpen() throws {
+        if closed { throw StorageError(.misuse, file: directory, "the log store is closed") }
     }
 
     // MARK: The base file

@@ -157,7 +157,9 @@ public final class SnapshotReceiver {
         self.metadata = metadata
         let name = SnapshotHeader.fileName(index: metadata.index, term: metadata.term)
         path = FileSystem.join(directory, name)
-        tempPath = FileSystem.join(directory, name + ".receiving.tmp")
+        // Unique, so that a receive started again for the same snapshot never shares its
+        // file with the one it replaces (whose abort would delete it).
+        tempPath = FileSystem.join(directory, name + "." + uniqueSuffix() + ".receiving.tmp")
         file = try File(path: tempPath, flags: O_WRONLY | O_CREAT | O_TRUNC)
     }
 

@@ -36,7 +36,7 @@ public final class SnapshotWriter {
         self.directory = directory
         let name = SnapshotHeader.fileName(index: index, term: term)
         path = FileSystem.join(directory, name)
-        tempPath = FileSystem.join(directory, name + ".writing.tmp")
+        tempPath = FileSystem.join(directory, name + "." + uniqueSuffix() + ".writing.tmp")
         headerSize = SnapshotHeader(index: index, term: term, configuration: configuration).headerSize
         deflater = try Deflater(level: level)
         file = try File(path: tempPath, flags: O_WRONLY | O_CREAT | O_TRUNC)

@@ -220,3 +220,32 @@ struct SnapshotTests {
         #expect(state.log == RaftLog(prevIndex: 2, prevTerm: 2, entries: entries(3...3, term: 2)))
     }
 }
+
+@Suite("Snapshot receive restarts")
+struct SnapshotReceiveRestartTests {
+    @Test func aReceiveStartedAgainIsNotDeletedByTheOneItReplaces() throws {
+        let leaderDir = TempDir("leader")
+        let followerDir = TempDir("follower")
+        defer { leaderDir.cleanup(); followerDir.cleanup() }
+        let leader = try SnapshotStore(directory: leaderDir.path)
+        let follower = try SnapshotStore(directory: followerDir.path)
+        let meta = try writeSnapshot(leader, index: 50, term: 2, state: stateBytes(20_000))
+        var first: SnapshotReceiver? = try follower.receive(meta)
+        try first?.write(at: 0, try leader.readChunk(of: meta, offset: 0, length: 100))
+        let second = try follower.receive(meta)
+        first = nil  // the shell drops the old receive
+        try second.write(at: 0, try leader.readChunk(of: meta, offset: 0, length: Int(meta.size)))
+        #expect(try second.install() == meta)
+        #expect(try follower.fileNames() == [SnapshotHeader.fileName(index: 50, term: 2)])
+    }
+
+    @Test func aClosedLogStoreRefusesWork() throws {
+        let dir = TempDir("log")
+        defer { dir.cleanup() }
+        let store = try LogStore(directory: dir.path)
+        try store.append(entries(1...2, term: 1))
+        try store.close()
+        #expect(storageError { try store.append(entries(3...3, term: 1)) }?.kind == .misuse)
+        #expect(segmentFiles(dir.path) == [LogSegment.fileName(firstIndex: 1)])
+    }
+}
