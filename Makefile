@@ -10,8 +10,8 @@ build:
 
 # Unit tests and seeded simulation (at least 1,000 schedules), then a short summary.
 test:
-	$(SWIFT) build --build-tests
-	$(SWIFT) test
+	RAFT_OPTIMIZE_SIMULATION=1 $(SWIFT) build --build-tests
+	RAFT_OPTIMIZE_SIMULATION=1 $(SWIFT) test
 
 # Every harness/scenarios/*.scenario against real node processes.
 test-cluster: build

@@ -1,6 +1,12 @@
 // swift-tools-version:6.0
 import PackageDescription
 
+// `make test` sets RAFT_OPTIMIZE_SIMULATION so that the protocol and the simulator are
+// optimised inside the debug test build: the thousand seeded schedules then take a minute,
+// not several. Off by default, so that the package stays usable as a dependency.
+let optimizeSimulation: [SwiftSetting] =
+    Context.environment["RAFT_OPTIMIZE_SIMULATION"] != nil ? [.unsafeFlags(["-O"])] : []
+
 // The layout of Sources/ is the architecture; see README.md.
 // Raft is the protocol alone: no I/O, no clock, no threads, no dependencies.
 let package = Package(
@@ -20,8 +26,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
     ],
     targets: [
-        .target(name: "Raft"),
-        .target(name: "RaftSimulation", dependencies: ["Raft"]),
+        .target(name: "Raft", swiftSettings: optimizeSimulation),
+        .target(name: "RaftSimulation", dependencies: ["Raft"], swiftSettings: optimizeSimulation),
         .executableTarget(
             name: "RaftSim",
             dependencies: [

@@ -88,7 +88,9 @@ public struct RaftCore: Sendable {
 
     private struct Departing: Sendable, Hashable {
         var configIndex: LogIndex
+        /// Heartbeats left of telling it, then of quarantine.
         var noticesLeft: Int
+        var quarantine: Int
     }
 
     private struct Receiving: Sendable, Hashable {
@@ -383,9 +385,12 @@ public struct RaftCore: Sendable {
             handleSnapshotRecoveryResponse(from: m.from, r)
         case .removed(let configIndex):
             // Only a leader's own record of its departing members sends this; trust it.
-            // A node that never held a configuration is new and waiting to be added: not it.
+            // Not for a node that never held a configuration (new, waiting to be added), nor for
+            // one that holds a newer configuration than the removal (added again since).
             hearFromLeader(m.from)
-            if configIndex > 0 && !configs.allSatisfy({ $0.configuration.isEmpty }) { markRemoved() }
+            if configIndex > 0 && latestConfigurationIndex <= configIndex && !configs.allSatisfy({ $0.configuration.isEmpty }) {
+                markRemoved()
+            }
         }
     }
 
@@ -612,7 +617,8 @@ public struct RaftCore: Sendable {
         do { new = try old.applying(change) } catch { return .failure(.invalidChange(error)) }
         let index = log.lastIndex + 1
         for peer in old.members where !new.isMember(peer) && peer != id {
-            departing[peer] = Departing(configIndex: index, noticesLeft: 10 * max(1, settings.electionTicks / max(1, settings.heartbeatTicks)))
+            let heartbeats = 10 * max(1, settings.electionTicks / max(1, settings.heartbeatTicks))
+            departing[peer] = Departing(configIndex: index, noticesLeft: 2 * heartbeats, quarantine: heartbeats)
         }
         appendAsLeader([(.config, new.encoded())])
         return .success((index, term))
@@ -739,7 +745,9 @@ public struct RaftCore: Sendable {
         }
         for (peer, var d) in departing.sorted(by: { $0.key < $1.key }) {
             if d.configIndex <= commitIndex {
-                send(to: peer, .removed(configIndex: d.configIndex))
+                // Tell it for a while; then keep its name out of reach of a new member for as
+                // long again, so that a late notice cannot reach one.
+                if d.noticesLeft > d.quarantine { send(to: peer, .removed(configIndex: d.configIndex)) }
                 d.noticesLeft -= 1
             }
             departing[peer] = d.noticesLeft > 0 ? d : nil

@@ -26,6 +26,9 @@ struct RaftSim: ParsableCommand {
     @Option(name: .customLong("mutation"), help: "Turn off a safety rule on purpose: \(Settings.Mutation.allCases.map(\.rawValue).joined(separator: ", ")).")
     var mutations: [String] = []
 
+    @Flag(help: "Make every schedule a storm: faults every few heartbeats, short downtimes.")
+    var storm = false
+
     @Flag(help: "Print every step of the schedule.")
     var trace = false
 
@@ -44,13 +47,13 @@ struct RaftSim: ParsableCommand {
         var failed = 0
         var steps = 0
         for s in seeds {
-            let sim = Simulation(seed: s, mutations: broken)
+            let sim = Simulation(seed: s, options: .derived(seed: s, mutations: broken, storm: storm ? true : nil))
             if trace { sim.trace = { print($0) } }
             let result = sim.run()
             steps += result.steps
             if !result.passed {
                 failed += 1
-                let flags = mutations.map { " --mutation \($0)" }.joined()
+                let flags = mutations.map { " --mutation \($0)" }.joined() + (storm ? " --storm" : "")
                 print("\(result)\n  replay: swift run raft-sim --seed \(s)\(flags) --trace")
             } else if verbose || seed != nil {
                 print(result)

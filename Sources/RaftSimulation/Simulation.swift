@@ -9,6 +9,7 @@ public struct SimulationResult: Sendable, CustomStringConvertible {
     public var elections = 0
     public var snapshotsTaken = 0
     public var snapshotsInstalled = 0
+    /// Configuration entries a leader saw committed.
     public var configChanges = 0
     public var crashes = 0
     public var partitions = 0
@@ -57,6 +58,7 @@ public final class Simulation {
         case snapshotTaken(NodeID, incarnation: Int, SnapshotMetadata, [UInt8])
         case snapshotInstalled(NodeID, incarnation: Int, SnapshotMetadata)
         case restart(NodeID)
+        case crash(NodeID, incarnation: Int)
         case heal
         case fault
         case client
@@ -171,6 +173,10 @@ public final class Simulation {
             }
             nodes[id] = node
             drain(id)
+        case let .crash(id, incarnation):
+            guard let node = nodes[id], node.incarnation == incarnation, node.core != nil else { return }
+            crash(id)
+            queue.push(.restart(id), at: now + Int.random(in: options.downtime, using: &rng))
         case let .restart(id):
             guard let node = nodes[id], node.core == nil, !node.exited else { return }
             start(id)
@@ -249,7 +255,7 @@ public final class Simulation {
             if i == crashAt {
                 nodes[id] = node
                 crash(id)
-                queue.push(.restart(id), at: now + Int.random(in: 50...1500, using: &rng))
+                queue.push(.restart(id), at: now + Int.random(in: options.downtime, using: &rng))
                 return
             }
             perform(action, on: &node)
@@ -360,13 +366,16 @@ public final class Simulation {
             result.elections += 1
             log("\(node.id) leads term \(core.term)")
             invariants.leaderElected(node.id, term: core.term, log: core.log, time: now)
+            if faultsOn && options.crashes && rng.chance(options.newLeaderCrashRate) {
+                queue.push(.crash(node.id, incarnation: node.incarnation), at: now + Int.random(in: 2...3 * options.maxDelay, using: &rng))
+            }
         case .role(let role, let leader):
             log("\(node.id) is \(role.rawValue) in term \(core.term), leader \(leader ?? "-")")
         case .commit(let index):
             invariants.committed(upTo: index, from: commitSeen[node.id] ?? 0, log: core.log, by: node.id, time: now)
             commitSeen[node.id] = index
         case let .config(index, c, committed):
-            if committed && index > 0 { result.configChanges += 1 }
+            if committed && index > 0 && core.role == .leader { result.configChanges += 1 }
             log("\(node.id) config \(index) \(c) \(committed ? "committed" : "appended")")
         case .removed:
             log("\(node.id) removed; exits")
@@ -385,6 +394,10 @@ public final class Simulation {
     private func transmit(_ m: Message) {
         guard (group[m.from] ?? 0) == (group[m.to] ?? 0) else { return }
         guard !rng.chance(options.dropRate) else { return }
+        if rng.chance(options.longDelayRate) {
+            queue.push(.deliver(m), at: now + Int.random(in: options.longDelay, using: &rng))
+            return
+        }
         queue.push(.deliver(m), at: now + 1 + Int(rng.next() % UInt64(max(1, options.maxDelay))))
         if rng.chance(options.duplicateRate) {
             queue.push(.deliver(m), at: now + 1 + Int(rng.next() % UInt64(max(1, options.maxDelay * 3))))
@@ -406,11 +419,11 @@ public final class Simulation {
             let running = runningIDs
             guard let victim = running.randomElement(using: &rng) else { return }
             crash(victim)
-            queue.push(.restart(victim), at: now + Int.random(in: 50...2000, using: &rng))
+            queue.push(.restart(victim), at: now + Int.random(in: options.downtime, using: &rng))
         case 25..<35 where options.crashes:
             guard let leader = currentLeader else { return }
             crash(leader)
-            queue.push(.restart(leader), at: now + Int.random(in: 100...1500, using: &rng))
+            queue.push(.restart(leader), at: now + Int.random(in: options.downtime, using: &rng))
         case 35..<55 where options.partitions:
             let all = nodes.keys.sorted().filter { !nodes[$0]!.exited }
             group.removeAll()

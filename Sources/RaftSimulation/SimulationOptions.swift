@@ -23,12 +23,23 @@ public struct SimulationOptions: Sendable, Hashable {
     public var crashes = true
     /// Milliseconds between client proposals.
     public var clientInterval: Int = 25
+    /// Chance that a message is held back far longer than `maxDelay` (a stalled link or
+    /// process), so that stale messages arrive in later terms.
+    public var longDelayRate: Double = 0.01
+    public var longDelay: ClosedRange<Int> = 100...800
+    /// Chance that a new leader crashes within a few round trips of its election, while its
+    /// NOP and older entries are half replicated (Raft paper, figure 8).
+    public var newLeaderCrashRate: Double = 0
+    /// How long a crashed node stays down.
+    public var downtime: ClosedRange<Int> = 20...2000
 
     public init() {}
 
     /// The schedule of `seed`: 3, 5 or 7 nodes, small snapshot thresholds and chunks so that
     /// snapshots are taken and sent often, and a random mix of faults.
-    public static func derived(seed: UInt64, mutations: Set<Settings.Mutation> = []) -> SimulationOptions {
+    /// With `storm` set, every schedule is a storm (faults every few heartbeats); otherwise
+    /// the seed picks (about a third are).
+    public static func derived(seed: UInt64, mutations: Set<Settings.Mutation> = [], storm: Bool? = nil) -> SimulationOptions {
         var rng = SeededRandom(seed: seed &* 0x2545_f491_4f6c_dd1d)
         var o = SimulationOptions()
         o.nodeCount = [3, 5, 7][Int(seed % 3)]
@@ -44,6 +55,16 @@ public struct SimulationOptions: Sendable, Hashable {
         o.maxDelay = Int.random(in: 2...30, using: &rng)
         o.faultInterval = Int.random(in: 150...700, using: &rng)
         o.midStepCrashRate = rng.chance(0.5) ? 0.002 : 0
+        o.longDelayRate = Double.random(in: 0...0.03, using: &rng)
+        let isStorm = rng.chance(0.3)
+        if storm ?? isStorm {
+            // A storm: faults every few heartbeats, short downtimes, one entry a request.
+            o.faultInterval = Int.random(in: 40...150, using: &rng)
+            o.downtime = 5...400
+            o.midStepCrashRate = 0.01
+            o.settings.maxEntriesPerRequest = Int.random(in: 1...3, using: &rng)
+            o.newLeaderCrashRate = 0.5
+        }
         o.clientInterval = Int.random(in: 10...50, using: &rng)
         if o.settings.maxEntriesPerRequest * o.settings.maxInflight < 6 {
             // A trickle of a pipeline: keep the load below what it can carry, or the backlog
