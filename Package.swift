@@ -24,6 +24,7 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.80.0"),
     ],
     targets: [
         .target(name: "Raft", swiftSettings: optimizeSimulation),
@@ -43,6 +44,24 @@ let package = Package(
         .executableTarget(name: "RaftFixtures", dependencies: ["RaftStorage", "Raft"]),
         .executableTarget(name: "RaftBench", dependencies: ["RaftStorage", "Raft"]),
         .executableTarget(name: "StorageCrashChild", dependencies: ["RaftStorage", "Raft"]),
+        // Peer links over UNIX sockets and TCP: frames, handshake, per-peer queues, reconnects.
+        .target(
+            name: "RaftTransport",
+            dependencies: [
+                "Raft",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            ]
+        ),
+        .testTarget(
+            name: "RaftTransportTests",
+            dependencies: [
+                "RaftTransport", "Raft",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]
+        ),
         .testTarget(name: "RaftStorageTests", dependencies: ["RaftStorage", "Raft"]),
         .testTarget(name: "RaftTests", dependencies: ["Raft"]),
         .testTarget(name: "RaftSimulationTests", dependencies: ["RaftSimulation", "Raft"]),
