@@ -60,6 +60,7 @@ let package = Package(
                 "RaftTransport", "Raft",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             ]
         ),
         .testTarget(name: "RaftStorageTests", dependencies: ["RaftStorage", "Raft"]),

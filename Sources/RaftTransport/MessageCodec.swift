@@ -12,7 +12,7 @@ import Raft
 //   4 HeartbeatResponse         (nothing)
 //   5 RequestVote               lastLogIndex u64, lastLogTerm u64, preVote u8
 //   6 RequestVoteResponse       granted u8, preVote u8
-//   7 SnapshotRequest           index u64, term u64, size u64, Configuration (its own codec)
+//   7 SnapshotRequest           index u64, term u64, size u64, Configuration blob (its own codec)
 //   8 SnapshotResponse          accepted u8, index u64, lastIndex u64
 //   9 SnapshotRecoveryRequest   index u64, snapshotTerm u64, offset u64, done u8, data blob
 //   10 SnapshotRecoveryResponse index u64, snapshotTerm u64, nextOffset u64, installed u8, success u8
@@ -75,7 +75,7 @@ extension Message {
             w.write(m.index)
             w.write(m.term)
             w.write(m.size)
-            for byte in m.configuration.encoded() { w.write(byte) }
+            w.writeBlob(m.configuration.encoded())
         case let .snapshotResponse(accepted, index, lastIndex):
             w.write(BodyTag.snapshotResponse.rawValue)
             w.write(accepted)
@@ -178,7 +178,9 @@ extension Message {
             let index = try r.readUInt64("snapshot index")
             let snapshotTerm = try r.readUInt64("snapshot term")
             let size = try r.readUInt64("snapshot size")
-            let configuration = try Configuration(from: &r)
+            // Length-prefixed, so that a cut inside the configuration is always noticed
+            // (`Configuration(from:)` reads an address list that stops short as shorter).
+            let configuration = try Configuration(decoding: Array(try r.readBlob("configuration")))
             body = .snapshotRequest(SnapshotMetadata(index: index, term: snapshotTerm, configuration: configuration, size: size))
         case .snapshotResponse:
             let accepted = try r.readBool("accepted")
