@@ -1,0 +1,190 @@
+import Raft
+import Testing
+
+/// Dissertation chapter 4: single-server membership changes through configuration entries
+/// that take effect when appended; learners; goraft's AddPeer and RemovePeer.
+@Suite("Membership (dissertation ch. 4)")
+struct MembershipTests {
+    /// n1..n3 voters and n4 a learner, n1 elected.
+    private func clusterWithLearner() -> TestCluster {
+        let ids = ["n1", "n2", "n3", "n4"]
+        let conf = Configuration(voters: ["n1", "n2", "n3"], learners: ["n4"])
+        let cluster = TestCluster(ids, states: Dictionary(uniqueKeysWithValues: ids.map { ($0, DurableState.bootstrap(conf)) }))
+        cluster.elect("n1")
+        return cluster
+    }
+
+    @Test func configurationTakesEffectWhenAppendedNotWhenCommitted() throws {
+        let cluster = TestCluster()
+        cluster.elect("n1")
+        cluster.add("n4")
+        let (index, _) = try #require(cluster.proposeChange("n1", .addLearner("n4", address: "a4", promote: false)).value)
+        #expect(cluster["n1"].configuration.isLearner("n4"))
+        #expect(cluster["n1"].commitIndex < index)
+        cluster.deliverOne(where: { $0.to == "n2" && $0.appendEntries != nil })
+        #expect(cluster["n2"].log.lastIndex == index)
+        #expect(cluster["n2"].commitIndex < index)
+        #expect(cluster["n2"].configuration.isLearner("n4"))
+        #expect(cluster["n2"].configurationIndex == index)
+        #expect(!cluster["n3"].configuration.isMember("n4"))
+    }
+
+    @Test func onlyOneUncommittedConfigurationChangeAtATime() {
+        let cluster = TestCluster()
+        cluster.elect("n1")
+        #expect(cluster.proposeChange("n1", .addLearner("n4", address: "a4", promote: false)).value != nil)
+        #expect(cluster.proposeChange("n1", .addLearner("n5", address: "a5", promote: false)).error == .configChangeInProgress)
+        cluster.deliverAll()
+        #expect(cluster.proposeChange("n1", .addLearner("n5", address: "a5", promote: false)).value != nil)
+    }
+
+    @Test func noConfigurationChangeBeforeLeaderCommitsEntryOfItsTerm() {
+        let cluster = TestCluster()
+        cluster.tickUntilCampaign("n1")
+        cluster.deliver(where: \.isVoteTraffic)
+        #expect(cluster["n1"].role == .leader)
+        #expect(!cluster["n1"].hasCommittedInTerm)
+        #expect(cluster.proposeChange("n1", .remove("n3")).error == .leaderNotReady)
+        cluster.deliverAll()
+        #expect(cluster["n1"].hasCommittedInTerm)
+        #expect(cluster.proposeChange("n1", .remove("n3")).value != nil)
+    }
+
+    @Test func configOnCommitMutationAllowsChangeBeforeLeaderCommits() {
+        let cluster = TestCluster(settings: .test { $0.mutations = [.configOnCommit] })
+        cluster.tickUntilCampaign("n1")
+        cluster.deliver(where: \.isVoteTraffic)
+        #expect(!cluster["n1"].hasCommittedInTerm)
+        #expect(cluster.proposeChange("n1", .remove("n3")).value != nil)
+    }
+
+    @Test func proposeChangeOnFollowerFailsWithLeaderHint() {
+        let cluster = TestCluster()
+        cluster.elect("n1")
+        #expect(cluster.proposeChange("n2", .remove("n3")).error == .notLeader(leader: "n1"))
+    }
+
+    @Test func addedLearnerIsCaughtUpThenPromoted() {
+        let cluster = TestCluster()
+        cluster.elect("n1")
+        _ = cluster.propose("n1", (0..<20).map { [UInt8($0)] })
+        cluster.deliverAll()
+        cluster.add("n4")
+        #expect(cluster.proposeChange("n1", .addLearner("n4", address: "a4", promote: true)).value != nil)
+        cluster.deliverAll()
+        cluster.heartbeat("n1", rounds: 3)
+        for id in cluster.ids {
+            #expect(cluster[id].configuration.voters == ["n1", "n2", "n3", "n4"], "\(id)")
+            #expect(cluster[id].configuration.promoting.isEmpty, "\(id)")
+        }
+        #expect(cluster["n4"].role == .follower)
+        #expect(cluster["n4"].log.lastIndex == cluster["n1"].log.lastIndex)
+        // It was a learner first, and caught up before its promotion was appended.
+        let roles = cluster.node("n4").observations.compactMap { o -> Role? in
+            if case let .role(r, _) = o { return r }
+            return nil
+        }
+        #expect(roles.firstIndex(of: .learner) != nil)
+        #expect(roles.last == .follower)
+        let promotedAt = cluster["n1"].latestConfigurationIndex
+        let addedAt = cluster["n1"].log.entries.last { $0.type == .config && $0.index < promotedAt }!.index
+        #expect(promotedAt > addedAt)
+    }
+
+    @Test func learnerThatCannotCatchUpIsNotPromoted() {
+        let cluster = TestCluster()
+        cluster.elect("n1")
+        cluster.add("n4")
+        cluster.isolate("n4")
+        #expect(cluster.proposeChange("n1", .addLearner("n4", address: "a4", promote: true)).value != nil)
+        cluster.deliverAll()
+        cluster.heartbeat("n1", rounds: 10)
+        #expect(cluster["n1"].configuration.isLearner("n4"))
+        #expect(cluster["n1"].configuration.promoting == ["n4"])
+    }
+
+    @Test func learnersDoNotCountForQuorum() {
+        let cluster = clusterWithLearner()
+        let commit = cluster["n1"].commitIndex
+        cluster.cutLink(from: "n1", to: "n2")
+        cluster.cutLink(from: "n1", to: "n3")
+        _ = cluster.propose("n1", "x")
+        cluster.deliverAll()
+        // The leader and the learner hold it: two of four members, but one of three voters.
+        #expect(cluster["n4"].log.lastIndex == cluster["n1"].log.lastIndex)
+        #expect(cluster["n1"].commitIndex == commit)
+    }
+
+    @Test func learnersNeverCampaign() {
+        let cluster = clusterWithLearner()
+        cluster.isolate("n4")
+        let term = cluster["n4"].term
+        let actions = cluster.tick("n4", times: 10 * Settings().electionTicks)
+        #expect(cluster["n4"].role == .learner)
+        #expect(cluster["n4"].term == term)
+        #expect(!actions.messages.contains { $0.requestVote != nil })
+    }
+
+    @Test func removedLeaderKeepsLeadingUntilChangeCommitsThenStepsDown() {
+        let cluster = TestCluster()
+        cluster.elect("n1")
+        #expect(cluster.proposeChange("n1", .remove("n1")).value != nil)
+        #expect(!cluster["n1"].configuration.isMember("n1"))
+        #expect(cluster["n1"].role == .leader)
+        #expect(cluster.propose("n1", "while-leaving").value != nil)
+        #expect(!cluster.node("n1").observations.contains(.removed))
+        cluster.deliverAll()
+        #expect(cluster["n1"].role == .follower)
+        #expect(cluster["n1"].isRemoved)
+        #expect(cluster.node("n1").observations.contains(.removed))
+    }
+
+    @Test func removedLeaderNeedsMajorityOfNewConfigurationToCommitItsRemoval() throws {
+        // The leader is not in the new configuration, so it does not count itself.
+        let cluster = TestCluster()
+        cluster.elect("n1")
+        cluster.cutLink(from: "n1", to: "n3")
+        let (index, _) = try #require(cluster.proposeChange("n1", .remove("n1")).value)
+        cluster.deliverAll()
+        #expect(cluster["n2"].log.lastIndex >= index)
+        #expect(cluster["n1"].commitIndex < index)
+        #expect(cluster["n1"].role == .leader)
+    }
+
+    @Test func removedNodeStopsCampaigning() {
+        let cluster = TestCluster()
+        cluster.elect("n1")
+        cluster.isolate("n3")
+        #expect(cluster.proposeChange("n1", .remove("n3")).value != nil)
+        cluster.deliverAll()
+        // n3 never got the change; it polls while cut off.
+        cluster.tick("n3", times: 3 * Settings().electionTicks)
+        cluster.heal()
+        cluster.heartbeat("n1")
+        #expect(cluster["n3"].isRemoved)
+        #expect(cluster.node("n3").observations.contains(.removed))
+        let actions = cluster.tick("n3", times: 10 * Settings().electionTicks)
+        #expect(!actions.messages.contains { $0.requestVote != nil })
+        #expect(cluster["n3"].role == .follower)
+    }
+
+    @Test(arguments: [
+        (ConfigurationChange.addLearner("n2", address: "a2", promote: false), ConfigurationError.alreadyMember("n2")),
+        (.addLearner("n4", address: "a4", promote: true), .alreadyMember("n4")),
+        (.promote("n2"), .alreadyVoter("n2")),
+        (.promote("n9"), .notMember("n9")),
+        (.remove("n9"), .notMember("n9")),
+    ])
+    func invalidChangeIsRefused(change: ConfigurationChange, error: ConfigurationError) {
+        let cluster = clusterWithLearner()
+        let last = cluster["n1"].log.lastIndex
+        #expect(cluster.proposeChange("n1", change).error == .invalidChange(error))
+        #expect(cluster["n1"].log.lastIndex == last)
+    }
+
+    @Test func removingTheLastVoterIsRefused() {
+        let cluster = TestCluster(["n1"])
+        cluster.elect("n1")
+        #expect(cluster.proposeChange("n1", .remove("n1")).error == .invalidChange(.lastVoter("n1")))
+    }
+}
