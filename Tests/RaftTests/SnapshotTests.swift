@@ -1,0 +1,296 @@
+import Raft
+import Testing
+
+/// Raft paper §7 (log compaction) and goraft's SnapshotRequest / SnapshotRecoveryRequest.
+@Suite("Snapshots (§7)")
+struct SnapshotTests {
+    /// A snapshot every 10 applied entries, 2 trailing entries kept, files of 1,000 bytes
+    /// sent 100 bytes a chunk, 3 chunks in flight.
+    static let settings = Settings.test {
+        $0.snapshotThreshold = 10
+        $0.snapshotTrailing = 2
+        $0.snapshotChunkSize = 100
+        $0.snapshotWindow = 3
+    }
+
+    /// n1 leads; n3 was cut off while 25 commands were committed one by one, so n1's log now
+    /// starts past n3's next entry. The link is healed; nothing is queued.
+    private func laggingFollower() -> TestCluster {
+        let cluster = TestCluster(settings: Self.settings)
+        cluster.elect("n1")
+        cluster.isolate("n3")
+        for i in 0..<25 {
+            _ = cluster.propose("n1", "c\(i)")
+            cluster.deliverAll()
+        }
+        cluster.heal()
+        return cluster
+    }
+
+    /// Runs n1's heartbeat until its SnapshotRequest to n3 is queued (not delivered).
+    private func startTransfer(_ cluster: TestCluster) throws -> SnapshotMetadata {
+        for _ in 0..<5 {
+            cluster.tick("n1", times: Self.settings.heartbeatTicks)
+            cluster.deliver(where: { $0.snapshotRequest == nil && $0.chunk == nil })
+            if let m = cluster.queued(where: { $0.snapshotRequest != nil }).first { return m.snapshotRequest! }
+        }
+        return try #require(nil as SnapshotMetadata?, "no SnapshotRequest to n3")
+    }
+
+    private func chunkActions(_ cluster: TestCluster, to: NodeID) -> [(offset: UInt64, length: Int, done: Bool)] {
+        cluster.node("n1").history.compactMap {
+            if case let .sendSnapshotChunk(peer, _, _, offset, length, done) = $0, peer == to { return (offset, length, done) }
+            return nil
+        }
+    }
+
+    // MARK: Taking snapshots
+
+    @Test func passingSnapshotThresholdTakesSnapshotAtAppliedIndex() {
+        let cluster = TestCluster(settings: Self.settings)
+        cluster.elect("n1")  // the NOP is entry 1
+        cluster.configure("n1") { $0.autoSnapshot = false }
+        var asked: [LogIndex] = []
+        for i in 0..<9 {
+            _ = cluster.propose("n1", "c\(i)")
+            cluster.deliverAll()
+            asked += cluster.node("n1").history.compactMap {
+                if case let .takeSnapshot(index, _, _) = $0 { return index }
+                return nil
+            }.filter { !asked.contains($0) }
+            #expect(asked.isEmpty == (cluster["n1"].appliedIndex < 10))
+        }
+        #expect(asked == [10])
+        #expect(cluster.node("n1").pendingSnapshot?.term == 1)
+    }
+
+    @Test func snapshotTakenCompactsLogKeepingTrailingEntries() {
+        let cluster = TestCluster(settings: Self.settings)
+        cluster.elect("n1")
+        for i in 0..<9 {
+            _ = cluster.propose("n1", "c\(i)")
+            cluster.deliverAll()
+        }
+        #expect(cluster["n1"].snapshot?.index == 10)
+        #expect(cluster.node("n1").history.contains(.compactLog(through: 8, term: 1)))
+        #expect(cluster["n1"].log.prevIndex == 8)
+        #expect(cluster["n1"].log.entries.map(\.index) == [9, 10])
+        // The shell's disk did the same.
+        #expect(cluster.node("n1").log == cluster["n1"].log)
+    }
+
+    @Test func requestSnapshotAsksForSnapshotOfAppliedState() {
+        let cluster = TestCluster(settings: Self.settings)
+        cluster.elect("n1")
+        _ = cluster.propose("n1", "x")
+        cluster.deliverAll()
+        let applied = cluster["n1"].appliedIndex
+        #expect(cluster.requestSnapshot("n1") == applied)
+        #expect(cluster["n1"].snapshot?.index == applied)
+    }
+
+    // MARK: Sending snapshots
+
+    @Test func followerWhoseNextEntryIsCompactedGetsSnapshotRequest() throws {
+        let cluster = laggingFollower()
+        #expect(cluster["n1"].log.prevIndex > cluster["n3"].log.lastIndex)
+        let meta = try startTransfer(cluster)
+        #expect(meta == cluster["n1"].snapshot)
+        #expect(cluster["n1"].progress["n3"]?.state == .snapshot)
+        #expect(cluster.node("n1").observations.contains(.snapshotSendStarted(to: "n3", meta)))
+    }
+
+    @Test func followerHoldingSnapshotLastEntryDeclinesAndKeepsEntriesAfterIt() {
+        // Raft paper §7: the entries after a snapshot's last entry are kept when they match.
+        let cluster = TestCluster(states: ["n2": state(voters: ["n1", "n2", "n3"], term: 1, log: [1, 1, 1, 1, 1, 1, 1, 1, 1, 1])])
+        let log = cluster["n2"].log
+        let meta = SnapshotMetadata(index: 8, term: 1, configuration: Configuration(voters: ["n1", "n2", "n3"]), size: 1000)
+        let actions = cluster.step(Message(from: "n1", to: "n2", term: 1, body: .snapshotRequest(meta)))
+        let answers = actions.messages.compactMap(\.snapshotResponse)
+        #expect(answers.count == 1)
+        #expect(answers.first?.accepted == false)
+        #expect(answers.first?.index == 8)
+        #expect(answers.first?.lastIndex == 10)
+        #expect(cluster["n2"].log == log)
+        #expect(cluster["n2"].role == .follower)
+        #expect(!actions.contains { if case .beginSnapshotReceive = $0 { true } else { false } })
+    }
+
+    @Test func chunksCarryOffsetsAndDoneWithAtMostWindowInFlight() throws {
+        let cluster = laggingFollower()
+        let meta = try startTransfer(cluster)
+        cluster.deliverOne(where: { $0.snapshotRequest != nil })
+        cluster.deliverOne(where: { $0.snapshotResponse != nil })
+        // Accepted: a window of chunks goes at once.
+        #expect(chunkActions(cluster, to: "n3").map(\.offset) == [0, 100, 200])
+        var steps = 0
+        while !cluster.queued().isEmpty && steps < 1000 {
+            cluster.deliverOne(where: { _ in true })
+            steps += 1
+            if let t = cluster["n1"].progress["n3"]?.transfer {
+                #expect(t.sentOffset - min(t.sentOffset, t.ackedOffset) <= 3 * 100)
+            }
+        }
+        let chunks = chunkActions(cluster, to: "n3")
+        #expect(chunks.map(\.offset) == (0..<10).map { UInt64($0 * 100) })
+        #expect(chunks.allSatisfy { $0.length == 100 })
+        #expect(chunks.map(\.done) == Array(repeating: false, count: 9) + [true])
+        #expect(cluster["n3"].snapshot == meta)
+    }
+
+    @Test func installedSnapshotIsAnsweredAndLeaderGoesBackToReplicating() throws {
+        let cluster = laggingFollower()
+        let meta = try startTransfer(cluster)
+        cluster.deliverAll()
+        #expect(cluster["n3"].snapshot == meta)
+        #expect(cluster.messagesSent { $0.from == "n3" && $0.chunkResponse?.installed == true }.count == 1)
+        #expect(cluster.node("n3").observations.contains(.snapshotInstalled(from: "n1", meta)))
+        #expect(cluster.node("n1").observations.contains(.snapshotSent(to: "n3", meta)))
+        #expect(cluster["n1"].progress["n3"]?.state == .replicate)
+        #expect(cluster["n1"].progress["n3"]?.match == cluster["n1"].log.lastIndex)
+        #expect(cluster["n3"].log.lastIndex == cluster["n1"].log.lastIndex)
+        #expect(cluster["n3"].role == .follower)
+        // And it goes on replicating.
+        _ = cluster.propose("n1", "after")
+        cluster.deliverAll()
+        #expect(cluster["n3"].log.lastIndex == cluster["n1"].log.lastIndex)
+    }
+
+    @Test func heartbeatsContinueToFollowerDuringTransfer() throws {
+        let cluster = laggingFollower()
+        _ = try startTransfer(cluster)
+        cluster.deliverOne(where: { $0.snapshotRequest != nil })
+        cluster.deliverOne(where: { $0.snapshotResponse != nil })
+        cluster.drop(where: { $0.to == "n3" })
+        cluster.tick("n1", times: Self.settings.heartbeatTicks)
+        #expect(cluster["n1"].progress["n3"]?.state == .snapshot)
+        #expect(cluster.queued(where: { $0.to == "n3" && $0.isHeartbeat }).count == 1)
+    }
+
+    @Test func stalledTransferIsResentThenRestarted() throws {
+        let cluster = laggingFollower()
+        let meta = try startTransfer(cluster)
+        cluster.deliverOne(where: { $0.snapshotRequest != nil })
+        cluster.deliverOne(where: { $0.snapshotResponse != nil })
+        // Every chunk is lost.
+        var rounds = 0
+        while cluster.messagesSent(where: { $0.to == "n3" && $0.snapshotRequest != nil }).count < 2 && rounds < 40 {
+            cluster.drop(where: { $0.chunk != nil })
+            cluster.tick("n1", times: Self.settings.heartbeatTicks)
+            cluster.deliver(where: { $0.chunk == nil })
+            rounds += 1
+        }
+        // Resent from the last acknowledged offset (0) before starting over.
+        #expect(chunkActions(cluster, to: "n3").filter { $0.offset == 0 }.count >= 2)
+        #expect(cluster.messagesSent(where: { $0.to == "n3" && $0.snapshotRequest != nil }).count == 2)
+        #expect(cluster.node("n1").observations.filter { $0 == .snapshotSendStarted(to: "n3", meta) }.count == 2)
+        // Once the network behaves the transfer completes.
+        cluster.heartbeat("n1", rounds: 5)
+        #expect(cluster["n3"].snapshot == meta)
+    }
+
+    @Test func failedInstallStartsTransferOver() throws {
+        let cluster = laggingFollower()
+        cluster.configure("n3") { $0.autoInstall = false }
+        let meta = try startTransfer(cluster)
+        cluster.deliverAll()
+        #expect(cluster.node("n3").pendingInstall == meta)
+        cluster.failInstall("n3")
+        cluster.deliverAll()
+        #expect(cluster["n3"].role != .snapshotting)
+        cluster.configure("n3") { $0.autoInstall = true }
+        cluster.heartbeat("n1", rounds: 10)
+        #expect(cluster["n3"].snapshot == cluster["n1"].snapshot)
+        #expect(cluster.messagesSent(where: { $0.to == "n3" && $0.snapshotRequest != nil }).count >= 2)
+        #expect(cluster["n3"].log.lastIndex == cluster["n1"].log.lastIndex)
+    }
+
+    // MARK: Receiving snapshots
+
+    /// n2 with `log` in term 1, and a SnapshotRequest from n1 for `meta`.
+    private func receiving(_ meta: SnapshotMetadata, log: [Term] = []) -> (TestCluster, [Action]) {
+        let cluster = TestCluster(snapshotSize: Int(meta.size), states: ["n2": state(voters: ["n1", "n2", "n3"], term: 1, log: log)])
+        let actions = cluster.step(Message(from: "n1", to: "n2", term: 1, body: .snapshotRequest(meta)))
+        return (cluster, actions)
+    }
+
+    private func chunk(_ cluster: TestCluster, _ meta: SnapshotMetadata, offset: Int, length: Int = 100) -> Message {
+        let bytes = cluster.snapshotBytes(meta)
+        let end = min(bytes.count, offset + length)
+        return Message(from: "n1", to: "n2", term: 1, body: .snapshotRecoveryRequest(SnapshotRecoveryRequest(
+            index: meta.index, snapshotTerm: meta.term, offset: UInt64(offset), data: Array(bytes[offset..<end]), done: end == bytes.count)))
+    }
+
+    private let meta = SnapshotMetadata(index: 50, term: 1, configuration: Configuration(voters: ["n1", "n2", "n3"]), size: 300)
+
+    @Test func roleIsSnapshottingWhileReceiving() {
+        let (cluster, actions) = receiving(meta)
+        cluster.configure("n2") { $0.autoInstall = false }
+        #expect(actions.contains(.beginSnapshotReceive(from: "n1", snapshot: meta)))
+        #expect(actions.messages.compactMap(\.snapshotResponse?.accepted) == [true])
+        #expect(cluster["n2"].role == .snapshotting)
+        for offset in [0, 100, 200] { cluster.step(chunk(cluster, meta, offset: offset)) }
+        #expect(cluster.node("n2").pendingInstall == meta)
+        #expect(cluster["n2"].role == .snapshotting)
+        cluster.finishInstall("n2")
+        #expect(cluster["n2"].role == .follower)
+        #expect(cluster["n2"].snapshot == meta)
+    }
+
+    @Test func followerWritesChunksOnlyInOrder() {
+        let (cluster, _) = receiving(meta)
+        let early = cluster.step(chunk(cluster, meta, offset: 100))
+        #expect(!early.contains { if case .writeSnapshotChunk = $0 { true } else { false } })
+        #expect(early.messages.compactMap(\.chunkResponse).map(\.nextOffset) == [0])
+        #expect(early.messages.compactMap(\.chunkResponse).map(\.success) == [true])
+        let first = cluster.step(chunk(cluster, meta, offset: 0))
+        #expect(first.contains { if case let .writeSnapshotChunk(_, offset, _) = $0 { offset == 0 } else { false } })
+        #expect(first.messages.compactMap(\.chunkResponse).map(\.nextOffset) == [100])
+        // A duplicate of a written chunk is not written again.
+        let again = cluster.step(chunk(cluster, meta, offset: 0))
+        #expect(!again.contains { if case .writeSnapshotChunk = $0 { true } else { false } })
+        #expect(again.messages.compactMap(\.chunkResponse).map(\.nextOffset) == [100])
+        #expect(cluster.node("n2").chunksWritten == [0])
+    }
+
+    @Test func appendEntriesWaitWhileSnapshotIsReceived() {
+        let (cluster, _) = receiving(meta)
+        let actions = cluster.step(.appendEntries(from: "n1", to: "n2", term: 1, prev: 50, prevTerm: 1, entries(terms: [1], from: 51)))
+        #expect(actions.messages.compactMap(\.appendEntriesResponse?.success) == [false])
+        #expect(cluster["n2"].log.lastIndex == 0)
+    }
+
+    @Test func installDiscardsLogThatDoesNotMatchSnapshot() {
+        let meta = SnapshotMetadata(index: 8, term: 2, configuration: Configuration(voters: ["n1", "n2", "n3"]), size: 300)
+        let (cluster, _) = receiving(meta, log: [1, 1, 1, 1, 1])
+        var actions: [Action] = []
+        for offset in [0, 100, 200] { actions += cluster.step(chunk(cluster, meta, offset: offset)) }
+        #expect(actions.contains(.installSnapshot(meta)))
+        #expect(actions.contains(.truncateLog(from: 1)))
+        #expect(actions.contains(.compactLog(through: 8, term: 2)))
+        let log = cluster["n2"].log
+        #expect(log.prevIndex == 8 && log.prevTerm == 2 && log.entries.isEmpty)
+        #expect(cluster["n2"].commitIndex == 8)
+        #expect(cluster["n2"].appliedIndex == 8)
+        #expect(cluster.node("n2").log == log)
+        let installed = actions.messages.compactMap(\.chunkResponse).filter(\.installed)
+        #expect(installed.count == 1)
+    }
+
+    @Test func newMemberIsCaughtUpBySnapshotThenPromoted() {
+        let cluster = TestCluster(settings: Self.settings)
+        cluster.elect("n1")
+        for i in 0..<25 {
+            _ = cluster.propose("n1", "c\(i)")
+            cluster.deliverAll()
+        }
+        cluster.add("n4")
+        #expect(cluster.proposeChange("n1", .addLearner("n4", address: "a4", promote: true)).value != nil)
+        cluster.deliverAll()
+        cluster.heartbeat("n1", rounds: 10)
+        #expect(cluster.node("n4").observations.contains { if case .snapshotInstalled(from: "n1", _) = $0 { true } else { false } })
+        #expect(cluster["n1"].configuration.isVoter("n4"))
+        #expect(cluster["n4"].configuration.isVoter("n4"))
+        #expect(cluster["n4"].log.lastIndex == cluster["n1"].log.lastIndex)
+    }
+}
