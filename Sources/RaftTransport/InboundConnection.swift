@@ -153,3 +153,13 @@ struct InboundConnection: ByteToMessageDecoder {
         context.close(promise: nil)
     }
 }
+
+/// Last in an accepted connection's pipeline: an error that reaches it (the socket failed,
+/// say) closes the connection, which is all a peer connection can do about it.
+final class CloseOnError: ChannelInboundHandler {
+    typealias InboundIn = Never
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        context.close(promise: nil)
+    }
+}

@@ -158,8 +158,9 @@ public final class PeerTransport: Sendable {
             .childChannelInitializer { [self] channel in
                 self.track(channel)
                 return channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(
-                        ByteToMessageHandler(InboundConnection(settings: settings), maximumBufferSize: maxBuffer))
+                    try channel.pipeline.syncOperations.addHandlers(
+                        ByteToMessageHandler(InboundConnection(settings: settings), maximumBufferSize: maxBuffer),
+                        CloseOnError())
                 }
             }
         switch address {
