@@ -105,7 +105,11 @@ public struct Configuration: Sendable, Hashable, CustomStringConvertible {
         let promoting = try r.readStrings("promoting")
         let n = Int(try r.readUInt32("address count"))
         var addresses: [NodeID: String] = [:]
-        for _ in 0..<min(n, r.remaining) {
+        // Each address takes at least 8 bytes; a count the input cannot hold is damage.
+        guard n <= r.remaining / 8 else {
+            throw DecodingError(offset: r.offset - 4, detail: "address count \(n) exceeds the \(r.remaining) bytes left")
+        }
+        for _ in 0..<n {
             let id = try r.readString("member")
             let address = try r.readString("address")
             if !address.isEmpty { addresses[id] = address }

@@ -65,6 +65,7 @@ public final class Simulation {
         case endFaults
         case endClient
         case probeConvergence
+        case membership
     }
 
     private struct PendingKey: Hashable {
@@ -109,6 +110,7 @@ public final class Simulation {
             queue.push(.fault, at: options.faultInterval)
         }
         queue.push(.client, at: 50)
+        if options.membershipChanges { queue.push(.membership, at: Int.random(in: 300...1000, using: &rng)) }
         queue.push(.endFaults, at: options.duration)
         // Settling ends once the cluster has converged; a slow schedule (one entry a request,
         // a backlog of writes) gets up to `settleDuration` more to drain.
@@ -186,6 +188,10 @@ public final class Simulation {
             guard faultsOn else { return }
             injectFault()
             queue.push(.fault, at: now + Int.random(in: options.faultInterval / 2...options.faultInterval * 3 / 2, using: &rng))
+        case .membership:
+            guard faultsOn else { return }
+            changeMembership()
+            queue.push(.membership, at: now + Int.random(in: 400...1400, using: &rng))
         case .client:
             guard clientOn else { return }
             proposeWrites()

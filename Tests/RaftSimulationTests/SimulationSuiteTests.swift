@@ -55,11 +55,12 @@ struct SimulationSuiteTests {
         #expect(failed.isEmpty)
         // Each schedule is long enough to exercise what it is for.
         let n = Double(max(1, results.count))
-        #expect(Double(total.elections) / n >= 3, "elections per schedule")
-        #expect(Double(total.installed) / n >= 2, "snapshot installs per schedule")
+        // (Seeds 1...1000 average about 10 elections, 8 installs, 9 configuration changes.)
+        #expect(Double(total.elections) / n >= 5, "elections per schedule")
+        #expect(Double(total.installed) / n >= 4, "snapshot installs per schedule")
         #expect(Double(total.configs) / n >= 5, "configuration changes per schedule")
         #expect(Double(total.crashes) / n >= 5, "crashes per schedule")
-        #expect(results.filter { $0.elections >= 2 && $0.snapshotsInstalled >= 1 && $0.configChanges >= 2 }.count >= results.count * 9 / 10)
+        #expect(results.filter { $0.elections >= 2 && $0.snapshotsInstalled >= 1 && $0.configChanges >= 2 }.count >= results.count * 85 / 100)
         #expect(Set(results.map(\.nodeCount)) == [3, 5, 7])
     }
 
