@@ -104,6 +104,20 @@ struct ElectionTests {
         #expect(cluster["n3"].leader == "n1")
     }
 
+    @Test func restartedFollowerDoesNotDisruptHealthyLeader() {
+        // After a restart it knows no leader and polls; the others heard from n1 recently.
+        let cluster = TestCluster()
+        cluster.elect("n1")
+        let term = cluster["n1"].term
+        cluster.restart("n3")
+        cluster.tickUntilCampaign("n3")
+        cluster.deliverAll()
+        #expect(cluster.leaders == ["n1"])
+        #expect(cluster.ids.allSatisfy { cluster[$0].term == term })
+        cluster.heartbeat("n1")
+        #expect(cluster["n3"].leader == "n1")
+    }
+
     @Test func withoutPreVoteAndCheckQuorumRejoiningNodeDeposesLeader() {
         // The same schedule as above with both switches off: the rejoining node's higher term
         // deposes a healthy leader. This is what PreVote and CheckQuorum prevent.
@@ -182,6 +196,13 @@ struct ElectionTests {
     @Test func goraftVoteMutationDeniesHigherLastTermWithShorterLog() {
         // The test-only switch restores goraft's rule: the same request is denied.
         #expect(vote(lastIndex: 2, lastTerm: 3, mutations: [.goraftVote]) == false)
+    }
+
+    @Test func preVoteDeniedForCandidateWhoseLogIsBehind() {
+        let cluster = TestCluster(states: ["n2": state(voters: ["n1", "n2", "n3"], term: 2, log: [1, 1, 2])])
+        let actions = cluster.step(.requestVote(from: "n1", to: "n2", term: 3, lastIndex: 5, lastTerm: 1, preVote: true))
+        #expect(actions.messages.compactMap(\.voteResponse?.granted) == [false])
+        #expect(cluster["n2"].term == 2)
     }
 
     @Test func upToDateRuleDeniesSameLastTermShorterLog() {

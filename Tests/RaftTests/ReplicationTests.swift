@@ -48,6 +48,17 @@ struct ReplicationTests {
         #expect(cluster.node("n1").observations.contains(.truncate(from: index)))
     }
 
+    @Test func entriesAreAppendedBeforeTheyAreAcknowledged() throws {
+        let cluster = TestCluster()
+        let actions = cluster.step(.appendEntries(from: "n1", to: "n2", term: 1, prev: 0, prevTerm: 0, entries(terms: [1, 1])))
+        let appended = try #require(actions.firstIndex { if case .appendLog = $0 { true } else { false } })
+        let saved = try #require(actions.firstIndex { $0.savedHardState?.term == 1 })
+        let ack = try #require(actions.firstIndex { $0.message?.appendEntriesResponse?.success == true })
+        #expect(saved < ack)
+        #expect(appended < ack)
+        #expect(actions[ack].message?.appendEntriesResponse?.index == 2)
+    }
+
     @Test func followerRemovesOnlyTheConflictingSuffix() {
         let cluster = TestCluster(states: ["n2": state(voters: ["n1", "n2", "n3"], term: 1, log: [1, 1, 1, 1])])
         let kept = Array(cluster["n2"].log.entries.prefix(2))
