@@ -189,6 +189,21 @@ struct SnapshotTests {
         #expect(cluster["n3"].snapshot == meta)
     }
 
+    @Test func followerRestartedDuringTransferGetsTheSnapshotAfresh() throws {
+        let cluster = laggingFollower()
+        let meta = try startTransfer(cluster)
+        cluster.deliverOne(where: { $0.snapshotRequest != nil })
+        cluster.deliverOne(where: { $0.snapshotResponse != nil })
+        cluster.deliverOne(where: { $0.chunk != nil })
+        cluster.restart("n3")
+        #expect(!cluster["n3"].isReceivingSnapshot)
+        cluster.deliverAll()
+        cluster.heartbeat("n1", rounds: 10)
+        #expect(cluster["n3"].snapshot == meta)
+        #expect(cluster.messagesSent(where: { $0.to == "n3" && $0.snapshotRequest != nil }).count >= 2)
+        #expect(cluster["n3"].log.lastIndex == cluster["n1"].log.lastIndex)
+    }
+
     @Test func failedInstallStartsTransferOver() throws {
         let cluster = laggingFollower()
         cluster.configure("n3") { $0.autoInstall = false }
@@ -258,6 +273,40 @@ struct SnapshotTests {
         let actions = cluster.step(.appendEntries(from: "n1", to: "n2", term: 1, prev: 50, prevTerm: 1, entries(terms: [1], from: 51)))
         #expect(actions.messages.compactMap(\.appendEntriesResponse?.success) == [false])
         #expect(cluster["n2"].log.lastIndex == 0)
+    }
+
+    @Test func newLeaderAbortsUnfinishedReceiveAndFollowerTakesItsEntries() {
+        let (cluster, _) = receiving(meta)
+        cluster.step(chunk(cluster, meta, offset: 0))
+        let actions = cluster.step(.appendEntries(from: "n3", to: "n2", term: 2, prev: 0, prevTerm: 0, entries(terms: [2])))
+        #expect(actions.contains(.abortSnapshotReceive(meta)))
+        #expect(cluster["n2"].role == .follower)
+        #expect(cluster["n2"].leader == "n3")
+        #expect(actions.messages.compactMap(\.appendEntriesResponse?.success) == [true])
+        #expect(cluster["n2"].log.lastIndex == 1)
+    }
+
+    @Test func snapshotReceiveFromLostLeaderIsAbandonedForNewLeader() {
+        // n1 dies in the middle of a transfer to n3; n2 is elected and catches n3 up itself.
+        let cluster = laggingFollower()
+        cluster.configure("n3") { $0.autoInstall = false }
+        _ = try? startTransfer(cluster)
+        cluster.deliverOne(where: { $0.snapshotRequest != nil })
+        #expect(cluster["n3"].role == .snapshotting)
+        cluster.isolate("n1")
+        cluster.configure("n3") { $0.autoInstall = true }
+        var ticks = 0
+        while cluster.leaders.filter({ $0 != "n1" }).isEmpty && ticks < 50 * Self.settings.electionTicks {
+            cluster.tick("n2")
+            cluster.tick("n3")
+            cluster.deliverAll()
+            ticks += 1
+        }
+        #expect(cluster.leaders.contains("n2"))
+        cluster.heartbeat("n2", rounds: 5)
+        #expect(cluster["n3"].role == .follower)
+        #expect(cluster["n3"].leader == "n2")
+        #expect(cluster["n3"].log.lastIndex == cluster["n2"].log.lastIndex)
     }
 
     @Test func installDiscardsLogThatDoesNotMatchSnapshot() {
