@@ -168,6 +168,53 @@ struct MembershipTests {
         #expect(cluster["n3"].role == .follower)
     }
 
+    @Test func removedNodeUnawareOfItsRemovalDoesNotDisruptLeader() {
+        let cluster = TestCluster()
+        cluster.elect("n1")
+        cluster.isolate("n3")
+        #expect(cluster.proposeChange("n1", .remove("n3")).value != nil)
+        cluster.deliverAll()
+        let term = cluster["n1"].term
+        cluster.tickAll(times: 3 * Settings().electionTicks)
+        cluster.heal()
+        cluster.tickAll(times: 10 * Settings().electionTicks)
+        #expect(cluster.leaders == ["n1"])
+        #expect(cluster["n1"].term == term && cluster["n2"].term == term)
+    }
+
+    @Test func removedNodeWithHigherTermStopsCampaigning() {
+        // Without PreVote the cut-off node raises its term while it campaigns; the leader's
+        // notice of its removal (a committed fact) still reaches it.
+        let cluster = TestCluster(settings: .test(preVote: false))
+        cluster.elect("n1")
+        cluster.isolate("n3")
+        #expect(cluster.proposeChange("n1", .remove("n3")).value != nil)
+        cluster.deliverAll()
+        cluster.tick("n3", times: 3 * Settings().electionTicks)
+        #expect(cluster["n3"].term > cluster["n1"].term)
+        cluster.heal()
+        cluster.heartbeat("n1", rounds: 3)
+        #expect(cluster["n3"].isRemoved)
+        let actions = cluster.tick("n3", times: 10 * Settings().electionTicks)
+        #expect(!actions.messages.contains { $0.requestVote != nil })
+    }
+
+    @Test func removedNodeCutOffLongerThanTheNoticeWindowStopsCampaigning() {
+        // The leader tells a removed member for a while; one cut off for longer still has to
+        // learn, one way or another, that it must stop.
+        let cluster = TestCluster()
+        cluster.elect("n1")
+        cluster.isolate("n3")
+        #expect(cluster.proposeChange("n1", .remove("n3")).value != nil)
+        cluster.deliverAll()
+        cluster.tickAll(times: 100 * Settings().electionTicks)
+        cluster.heal()
+        cluster.tickAll(times: 10 * Settings().electionTicks)
+        #expect(cluster["n3"].isRemoved)
+        let actions = cluster.tick("n3", times: 10 * Settings().electionTicks)
+        #expect(!actions.messages.contains { $0.requestVote != nil })
+    }
+
     @Test(arguments: [
         (ConfigurationChange.addLearner("n2", address: "a2", promote: false), ConfigurationError.alreadyMember("n2")),
         (.addLearner("n4", address: "a4", promote: true), .alreadyMember("n4")),
