@@ -268,6 +268,21 @@ struct ReplicationTests {
         #expect(cluster["n2"].log == cluster["n1"].log)
     }
 
+    @Test func lostAppendEntriesAreRecoveredByHeartbeats() {
+        // With the in-flight window full of lost requests, heartbeat answers restart the flow.
+        let cluster = TestCluster(settings: .test {
+            $0.maxEntriesPerRequest = 1
+            $0.maxInflight = 2
+        })
+        cluster.elect("n1")
+        _ = cluster.propose("n1", (0..<10).map { [UInt8($0)] })
+        cluster.drop(where: { $0.to == "n2" })
+        cluster.deliverAll()
+        #expect(cluster["n2"].log.lastIndex < cluster["n1"].log.lastIndex)
+        cluster.heartbeat("n1", rounds: 3)
+        #expect(cluster["n2"].log == cluster["n1"].log)
+    }
+
     @Test func inflightAppendEntriesAreLimitedPerFollower() {
         let cluster = TestCluster(settings: .test {
             $0.maxEntriesPerRequest = 1
