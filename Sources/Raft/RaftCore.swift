@@ -327,6 +327,16 @@ public struct RaftCore: Sendable {
             actions.append(.observe(.error(what: "message", detail: "message for \(m.to) delivered to \(id)")))
             return
         }
+        if case .removed(let configIndex) = m.body {
+            // A committed configuration is true whatever the term of the message that tells it.
+            handleRemovedNotice(from: m.from, configIndex: configIndex, term: m.term)
+            return
+        }
+        if case .requestVote = m.body, role == .leader, !configuration.isMember(m.from), configurationIndex <= commitIndex {
+            // A member removed while cut off polls its old peers: tell it (and ignore its poll).
+            send(to: m.from, .removed(configIndex: configurationIndex))
+            return
+        }
         if m.term > term {
             switch m.body {
             case .requestVote:
@@ -337,7 +347,7 @@ public struct RaftCore: Sendable {
                 becomeFollower(term: m.term, leader: nil)
             case .requestVoteResponse(let granted, let preVote) where preVote && granted:
                 break  // a granted poll carries the term we would campaign in
-            case .appendEntries, .heartbeat, .snapshotRequest, .snapshotRecoveryRequest, .removed:
+            case .appendEntries, .heartbeat, .snapshotRequest, .snapshotRecoveryRequest:
                 becomeFollower(term: m.term, leader: m.from)
             default:
                 becomeFollower(term: m.term, leader: nil)
@@ -383,15 +393,18 @@ public struct RaftCore: Sendable {
             handleSnapshotChunk(from: m.from, chunk)
         case .snapshotRecoveryResponse(let r):
             handleSnapshotRecoveryResponse(from: m.from, r)
-        case .removed(let configIndex):
-            // Only a leader's own record of its departing members sends this; trust it.
-            // Not for a node that never held a configuration (new, waiting to be added), nor for
-            // one that holds a newer configuration than the removal (added again since).
-            hearFromLeader(m.from)
-            if configIndex > 0 && latestConfigurationIndex <= configIndex && !configs.allSatisfy({ $0.configuration.isEmpty }) {
-                markRemoved()
-            }
+        case .removed:
+            break  // handled above
         }
+    }
+
+    /// The leader says the configuration at `configIndex`, which leaves this node out, is
+    /// committed. Not for a node that never held a configuration (new, waiting to be added),
+    /// nor for one that holds a newer configuration than the removal (added again since).
+    private mutating func handleRemovedNotice(from: NodeID, configIndex: LogIndex, term noticeTerm: Term) {
+        guard configIndex > 0, latestConfigurationIndex <= configIndex, !configs.allSatisfy({ $0.configuration.isEmpty }) else { return }
+        if noticeTerm == term && role != .leader { hearFromLeader(from) }
+        markRemoved()
     }
 
     /// A message of the current term from its leader.
