@@ -21,6 +21,7 @@ let package = Package(
         .executable(name: "raft-bench", targets: ["RaftBench"]),
         // Run by the crash tests of RaftStorageTests, which find it beside the test bundle.
         .executable(name: "storage-crash-child", targets: ["StorageCrashChild"]),
+        .executable(name: "raft-node", targets: ["RaftNodeCLI"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -62,6 +63,20 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             ]
+        ),
+        // The shell: one member per process, the key-value state machine, client socket, events.
+        .target(
+            name: "RaftNode",
+            dependencies: [
+                "Raft", "RaftStorage", "RaftTransport",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            ]
+        ),
+        .executableTarget(
+            name: "RaftNodeCLI",
+            dependencies: ["RaftNode", "Raft", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         .testTarget(name: "RaftStorageTests", dependencies: ["RaftStorage", "Raft"]),
         .testTarget(name: "RaftTests", dependencies: ["Raft"]),

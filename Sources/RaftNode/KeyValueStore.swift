@@ -1,0 +1,106 @@
+// RaftNode is the shell around the protocol: one member of a cluster in one OS process.
+// It drives a `RaftCore` on a thread of its own with the node's files (RaftStorage), its
+// peers (RaftTransport) and a clock, and serves clients on a UNIX socket.
+//
+//   KeyValueStore.swift   the state machine: a key-value map with a deterministic digest
+//   Commands.swift        how client operations are encoded in log entries
+//   EventLog.swift        events.jsonl, each node's own account (SPEC section 4)
+//   ClientServer.swift    the client protocol of SPEC section 5: JSON lines on client.sock
+//   NodeOptions.swift     what a node is started with
+//   Node.swift            the loop: inputs in, core stepped, actions carried out
+
+import Raft
+
+/// The state machine: a map from keys to values, with a digest that depends only on the
+/// pairs (not on the order of writes), so nodes at the same applied index compare equal.
+public struct KeyValueStore: Sendable {
+    public private(set) var values: [String: String] = [:]
+    public private(set) var digest: UInt64 = 0
+
+    public init() {}
+
+    private static func pairHash(_ key: String, _ value: String) -> UInt64 {
+        var h = StableHash()
+        h.combine(key)
+        h.combine(value)
+        return h.finalized
+    }
+
+    public subscript(key: String) -> String? { values[key] }
+
+    public var count: Int { values.count }
+
+    public mutating func put(_ key: String, _ value: String) {
+        if let old = values[key] { digest &-= Self.pairHash(key, old) }
+        values[key] = value
+        digest &+= Self.pairHash(key, value)
+    }
+
+    public mutating func delete(_ key: String) {
+        if let old = values.removeValue(forKey: key) { digest &-= Self.pairHash(key, old) }
+    }
+
+    /// The digest as clients and `harness` see it.
+    public var digestHex: String { digest.hex16 }
+
+    /// Streams the state as snapshot bytes, in key order, in pieces of about `pieceSize`
+    /// bytes: `count`, then (key, value) pairs, each length-prefixed. The map is a value,
+    /// so a copy taken on the node's thread can be streamed on another while writes go on.
+    public func serialize(pieceSize: Int = 1 << 16, _ emit: ([UInt8]) throws -> Void) rethrows {
+        var w = ByteWriter(capacity: pieceSize + 1024)
+        w.write(UInt64(values.count))
+        for key in values.keys.sorted() {
+            w.write(key)
+            w.write(values[key]!)
+            if w.bytes.count >= pieceSize {
+                try emit(w.bytes)
+                w = ByteWriter(capacity: pieceSize + 1024)
+            }
+        }
+        if !w.bytes.isEmpty { try emit(w.bytes) }
+    }
+}
+
+/// Rebuilds a `KeyValueStore` from the pieces `serialize` wrote, as they come.
+public struct KeyValueRestorer {
+    private var buffer: [UInt8] = []
+    private var remaining: UInt64?
+    public private(set) var store = KeyValueStore()
+    /// Bytes consumed so far, for error messages.
+    public private(set) var offset = 0
+
+    public init() {}
+
+    public mutating func feed(_ piece: [UInt8]) throws(DecodingError) {
+        buffer += piece
+        var r = ByteReader(buffer)
+        if remaining == nil {
+            guard r.remaining >= 8 else { return }
+            remaining = try r.readUInt64("pair count")
+        }
+        var consumed = r.offset
+        while let left = remaining, left > 0 {
+            do {
+                let key = try r.readString("key")
+                let value = try r.readString("value")
+                store.put(key, value)
+                remaining = left - 1
+                consumed = r.offset
+            } catch {
+                break  // the pair continues in the next piece
+            }
+        }
+        offset += consumed
+        buffer.removeFirst(consumed)
+    }
+
+    /// The store, once every pair arrived and nothing else did.
+    public func finish() throws(DecodingError) -> KeyValueStore {
+        if remaining == nil && buffer.isEmpty { return KeyValueStore() }  // an empty state (the bootstrap snapshot)
+        guard remaining == 0 else {
+            throw DecodingError(offset: offset, detail: "state ends with \(remaining.map(String.init) ?? "an unknown number of") pairs missing")
+        }
+        guard buffer.isEmpty else { throw DecodingError(offset: offset, detail: "\(buffer.count) bytes after the last pair") }
+        return store
+    }
+}
