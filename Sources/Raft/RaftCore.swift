@@ -238,12 +238,15 @@ public struct RaftCore: Sendable {
     }
 
     private mutating func becomeFollower(term newTerm: Term, leader newLeader: NodeID?) {
-        if newTerm > term {
+        let newTermStarted = newTerm > term
+        if newTermStarted {
             term = newTerm
             votedFor = nil
             persistHardState()
         }
-        if let r = receiving, !r.installing, r.from != newLeader {
+        // A transfer belongs to one leader in one term: a leader of a new term starts afresh
+        // (probing), and a follower still waiting for chunks would refuse its entries.
+        if let r = receiving, !r.installing, r.from != newLeader || newTermStarted {
             actions.append(.abortSnapshotReceive(r.snapshot))
             receiving = nil
         }
