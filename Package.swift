@@ -78,6 +78,9 @@ let package = Package(
             name: "RaftNodeCLI",
             dependencies: ["RaftNode", "Raft", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
+        // Scenario language and engine (`harness`); the checker is HarnessCheck.
+        .target(name: "Harness", dependencies: ["Raft"]),
+        .testTarget(name: "HarnessTests", dependencies: ["Harness"]),
         .testTarget(name: "RaftStorageTests", dependencies: ["RaftStorage", "Raft"]),
         .testTarget(name: "RaftTests", dependencies: ["Raft"]),
         .testTarget(name: "RaftSimulationTests", dependencies: ["RaftSimulation", "Raft"]),

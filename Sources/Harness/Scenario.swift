@@ -1,0 +1,441 @@
+// Harness runs scenario files against a cluster and checks the run from the nodes' files.
+//
+//   Scenario.swift   the scenario language (SPEC section 2): steps, and a parser that
+//                    reports file, line and a clear message before anything starts
+//
+// The language is kept apart from how a step acts on a cluster, so that another back end
+// (the seeded simulator, in simulated time) can run the same files.
+
+/// How a step names a node.
+public enum NodeSelector: Sendable, Hashable, CustomStringConvertible {
+    case named(String)
+    /// The current leader (waiting for one up to the default timeout).
+    case leader
+    /// A running follower, chosen with the seed.
+    case follower
+    /// A node bound earlier with `as X`.
+    case variable(String)
+
+    public var description: String {
+        switch self {
+        case let .named(n): n
+        case .leader: "leader"
+        case .follower: "follower"
+        case let .variable(v): "$" + v
+        }
+    }
+}
+
+/// A node selector and the variable it binds (`kill leader as old`).
+public struct NodeRef: Sendable, Hashable, CustomStringConvertible {
+    public var selector: NodeSelector
+    public var binding: String?
+
+    public init(selector: NodeSelector, binding: String? = nil) {
+        self.selector = selector
+        self.binding = binding
+    }
+
+    public var description: String { selector.description + (binding.map { " as \($0)" } ?? "") }
+}
+
+/// One step of a scenario.
+public indirect enum Step: Sendable, Hashable {
+    case set(key: String, value: String)
+    case cluster([String])
+    case start(NodeRef)
+    case stop(NodeRef)
+    case kill(NodeRef)
+    case pause(NodeRef)
+    case resume(NodeRef)
+    case wipe(NodeRef)
+    case isolate(NodeRef)
+    /// Groups of nodes that can reach each other; every node not named forms one more group.
+    case partition([[NodeRef]])
+    case heal
+    case networkLoss(percent: Double, delayMs: ClosedRange<Int>?)
+    case write(Int)
+    case submit(count: Int, to: NodeRef, batch: String)
+    case awaitCommitted(batch: String, withinMs: Int)
+    case awaitNotCommitted(batch: String, forMs: Int)
+    case snapshot(NodeRef)
+    case add(String)
+    case remove(NodeRef)
+    case sleep(ms: Int)
+    case awaitLeader(among: [NodeRef], withinMs: Int, binding: String?)
+    case expectLeader(NodeRef)
+    case awaitNoLeader(among: [NodeRef], forMs: Int)
+    case awaitConverged(withinMs: Int)
+    case expectSnapshot(NodeRef, SnapshotExpectation)
+    case `repeat`(Int, [Located])
+    case check
+
+    public enum SnapshotExpectation: String, Sendable, Hashable {
+        case installed = "installed-snapshot"
+        case sent = "sent-snapshot"
+        case none = "no-snapshot"
+    }
+}
+
+/// A step with where it was written.
+public struct Located: Sendable, Hashable {
+    public var step: Step
+    public var line: Int
+    public var text: String
+}
+
+public struct Scenario: Sendable, Hashable {
+    public var name: String
+    public var file: String
+    public var steps: [Located]
+    /// Every node name the scenario declares (in `cluster` and `add`).
+    public var nodes: [String]
+}
+
+/// A scenario that cannot run, with where and why.
+public struct ScenarioError: Error, Sendable, Hashable, CustomStringConvertible {
+    public var file: String
+    public var line: Int
+    public var message: String
+
+    public var description: String { "\(file):\(line): \(message)" }
+}
+
+/// The settings a scenario may set, and their defaults (SPEC section 2).
+public enum ScenarioSetting: String, Sendable, CaseIterable {
+    case electionTimeout = "election-timeout"
+    case heartbeat
+    case snapshotThreshold = "snapshot-threshold"
+    case snapshotTrailing = "snapshot-trailing"
+    case snapshotChunk = "snapshot-chunk"
+    case maxEntriesPerRequest = "max-entries-per-request"
+    case valueSize = "value-size"
+    case timeout
+
+    var isDuration: Bool { self == .electionTimeout || self == .heartbeat || self == .timeout }
+    var isSize: Bool { self == .snapshotChunk || self == .valueSize }
+}
+
+/// "150ms", "2s", "1m" -> milliseconds.
+public func parseDuration(_ s: String) -> Int? {
+    for (suffix, factor) in [("ms", 1), ("s", 1000), ("m", 60_000)] where s.hasSuffix(suffix) {
+        let number = s.dropLast(suffix.count)
+        if let n = Int(number), n >= 0, !number.hasPrefix("+") { return n * factor }
+    }
+    return nil
+}
+
+/// "65536", "64KiB", "1MiB", "100B" -> bytes.
+public func parseSize(_ s: String) -> Int? {
+    for (suffix, factor) in [("KiB", 1024), ("MiB", 1 << 20), ("B", 1), ("", 1)] where s.hasSuffix(suffix) {
+        if let n = Int(s.dropLast(suffix.count)), n >= 0 { return n * factor }
+    }
+    return nil
+}
+
+/// Node names: `[a-z][a-z0-9-]*`.
+public func isNodeName(_ s: String) -> Bool {
+    guard let first = s.unicodeScalars.first, ("a"..."z").contains(first) else { return false }
+    return s.unicodeScalars.allSatisfy { ("a"..."z").contains($0) || ("0"..."9").contains($0) || $0 == "-" }
+}
+
+/// Parses scenario text. Everything that can be checked before a run is: unknown steps and
+/// settings, bad numbers and durations, nodes never declared, variables never bound,
+/// batches never submitted, `repeat` without `end`.
+public struct ScenarioParser {
+    let file: String
+    private var lines: [(number: Int, words: [String], text: String)] = []
+    private var position = 0
+    private var declared: Set<String> = []
+    private var order: [String] = []
+    private var variables: Set<String> = []
+    private var batches: Set<String> = []
+
+    public static func parse(_ text: String, file: String) throws(ScenarioError) -> Scenario {
+        var parser = ScenarioParser(file: file)
+        for (i, raw) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+            var line = Substring(raw)
+            if let hash = line.firstIndex(of: "#") { line = line[..<hash] }
+            let words = line.split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "\r" }).map(String.init)
+            if !words.isEmpty { parser.lines.append((i + 1, words, line.trimmingWhitespace())) }
+        }
+        // Names are declared by `cluster` and `add` anywhere in the file, so that a step may
+        // name a node added later (`start n4` after `add n4` in an earlier repeat, say).
+        for l in parser.lines where l.words.first == "cluster" || l.words.first == "add" {
+            for name in l.words.dropFirst() where isNodeName(name) && !parser.declared.contains(name) {
+                parser.declared.insert(name)
+                parser.order.append(name)
+            }
+        }
+        let steps = try parser.parseBlock(inRepeat: false)
+        let base = file.split(separator: "/").last.map(String.init) ?? file
+        let name = base.hasSuffix(".scenario") ? String(base.dropLast(".scenario".count)) : base
+        return Scenario(name: name, file: file, steps: steps, nodes: parser.order)
+    }
+
+    private func error(_ line: Int, _ message: String) -> ScenarioError {
+        ScenarioError(file: file, line: line, message: message)
+    }
+
+    private mutating func parseBlock(inRepeat: Bool) throws(ScenarioError) -> [Located] {
+        var steps: [Located] = []
+        while position < lines.count {
+            let (number, words, text) = lines[position]
+            position += 1
+            if words[0] == "end" {
+                guard inRepeat else { throw error(number, "'end' without 'repeat'") }
+                guard words.count == 1 else { throw error(number, "'end' takes nothing after it") }
+                return steps
+            }
+            let step = try parseStep(words, line: number)
+            steps.append(Located(step: step, line: number, text: text))
+        }
+        if inRepeat { throw error(lines.last?.number ?? 0, "'repeat' without 'end'") }
+        return steps
+    }
+
+    private mutating func parseStep(_ w: [String], line: Int) throws(ScenarioError) -> Step {
+        var words = Words(words: w, line: line, file: file)
+        let verb = words.next()!
+        let step: Step
+        switch verb {
+        case "set":
+            let key = try words.expectWord("a setting name")
+            guard let setting = ScenarioSetting(rawValue: key) else {
+                throw error(line, "unknown setting '\(key)'; known: \(ScenarioSetting.allCases.map(\.rawValue).joined(separator: ", "))")
+            }
+            let value = try words.expectWord("a value for \(key)")
+            if setting.isDuration {
+                guard let ms = parseDuration(value), ms > 0 else { throw error(line, "'\(value)' is not a duration like 150ms, 2s or 1m") }
+            } else if setting.isSize {
+                guard parseSize(value) != nil else { throw error(line, "'\(value)' is not a size like 100, 64KiB or 1MiB") }
+            } else {
+                guard let n = Int(value), n >= 0 else { throw error(line, "'\(value)' is not a whole number") }
+            }
+            step = .set(key: key, value: value)
+        case "cluster":
+            let names = words.rest()
+            guard !names.isEmpty else { throw error(line, "'cluster' needs at least one node") }
+            for n in names where !isNodeName(n) { throw error(line, "'\(n)' is not a node name ([a-z][a-z0-9-]*)") }
+            guard Set(names).count == names.count else { throw error(line, "a node is named twice") }
+            step = .cluster(names)
+        case "start": step = .start(try nodeRef(&words))
+        case "stop": step = .stop(try nodeRef(&words))
+        case "kill": step = .kill(try nodeRef(&words))
+        case "pause": step = .pause(try nodeRef(&words))
+        case "resume": step = .resume(try nodeRef(&words))
+        case "wipe": step = .wipe(try nodeRef(&words))
+        case "isolate": step = .isolate(try nodeRef(&words))
+        case "snapshot": step = .snapshot(try nodeRef(&words))
+        case "remove": step = .remove(try nodeRef(&words))
+        case "add":
+            let name = try words.expectWord("a node name")
+            guard isNodeName(name) else { throw error(line, "'\(name)' is not a node name ([a-z][a-z0-9-]*)") }
+            step = .add(name)
+        case "partition":
+            var groups: [[NodeRef]] = [[]]
+            while words.peek() != nil {
+                if words.peek() == "|" {
+                    _ = words.next()
+                    groups.append([])
+                } else {
+                    groups[groups.count - 1].append(try nodeRef(&words, allowBinding: false))
+                }
+            }
+            guard groups.allSatisfy({ !$0.isEmpty }), !groups[0].isEmpty else { throw error(line, "'partition' needs groups of nodes separated by '|'") }
+            step = .partition(groups)
+        case "heal": step = .heal
+        case "network":
+            try words.expect("loss")
+            let p = try words.expectWord("a percentage like 10%")
+            guard p.hasSuffix("%"), let percent = Double(p.dropLast()), (0...100).contains(percent) else {
+                throw error(line, "'\(p)' is not a percentage like 10%")
+            }
+            var delay: ClosedRange<Int>?
+            if words.peek() == "delay" {
+                _ = words.next()
+                let d = try words.expectWord("a delay range like 5ms..50ms")
+                let parts = d.split(separator: "..", omittingEmptySubsequences: false).map(String.init)
+                guard parts.count == 2, let lo = parseDuration(parts[0]), let hi = parseDuration(parts[1]), lo <= hi else {
+                    throw error(line, "'\(d)' is not a delay range like 5ms..50ms")
+                }
+                delay = lo...hi
+            }
+            step = .networkLoss(percent: percent, delayMs: delay)
+        case "write":
+            step = .write(try words.expectCount())
+        case "submit":
+            let n = try words.expectCount()
+            try words.expect("to")
+            let node = try nodeRef(&words, allowBinding: false)
+            try words.expect("as")
+            let batch = try words.expectWord("a batch name")
+            batches.insert(batch)
+            step = .submit(count: n, to: node, batch: batch)
+        case "await":
+            step = try parseAwait(&words, line: line)
+        case "expect":
+            let first = try words.expectWord("'leader' or a node")
+            if first == "leader" && words.peek() != nil && words.peek() != "installed-snapshot" && words.peek() != "sent-snapshot" && words.peek() != "no-snapshot" {
+                step = .expectLeader(try nodeRef(&words, allowBinding: false))
+            } else {
+                var sub = Words(words: [first] + words.rest(), line: line, file: file)
+                let node = try nodeRef(&sub, allowBinding: false)
+                let what = try sub.expectWord("installed-snapshot, sent-snapshot or no-snapshot")
+                guard let e = Step.SnapshotExpectation(rawValue: what) else {
+                    throw error(line, "'expect \(node) \(what)': expected installed-snapshot, sent-snapshot or no-snapshot")
+                }
+                try sub.expectEnd()
+                step = .expectSnapshot(node, e)
+            }
+        case "sleep":
+            step = .sleep(ms: try words.expectDuration())
+        case "repeat":
+            let n = try words.expectCount()
+            try words.expectEnd()
+            step = .repeat(n, try parseBlock(inRepeat: true))
+        case "check":
+            step = .check
+        default:
+            throw error(line, "unknown step '\(verb)'")
+        }
+        try words.expectEnd()
+        return step
+    }
+
+    private mutating func parseAwait(_ words: inout Words, line: Int) throws(ScenarioError) -> Step {
+        let what = try words.expectWord("leader, no-leader, converged, committed or not-committed")
+        switch what {
+        case "leader":
+            var among: [NodeRef] = []
+            if words.peek() == "among" {
+                _ = words.next()
+                while let w = words.peek(), w != "within" {
+                    among.append(try nodeRef(&words, allowBinding: false))
+                }
+                guard !among.isEmpty else { throw error(line, "'among' needs nodes") }
+            }
+            try words.expect("within")
+            let ms = try words.expectDuration()
+            var binding: String?
+            if words.peek() == "as" {
+                _ = words.next()
+                binding = try words.expectWord("a variable name")
+                variables.insert(binding!)
+            }
+            return .awaitLeader(among: among, withinMs: ms, binding: binding)
+        case "no-leader":
+            try words.expect("among")
+            var among: [NodeRef] = []
+            while let w = words.peek(), w != "for" {
+                among.append(try nodeRef(&words, allowBinding: false))
+            }
+            guard !among.isEmpty else { throw error(line, "'await no-leader among' needs nodes") }
+            try words.expect("for")
+            return .awaitNoLeader(among: among, forMs: try words.expectDuration())
+        case "converged":
+            try words.expect("within")
+            return .awaitConverged(withinMs: try words.expectDuration())
+        case "committed":
+            let batch = try words.expectWord("a batch name")
+            guard batches.contains(batch) else { throw error(line, "no batch '\(batch)' was submitted before this step") }
+            try words.expect("within")
+            return .awaitCommitted(batch: batch, withinMs: try words.expectDuration())
+        case "not-committed":
+            let batch = try words.expectWord("a batch name")
+            guard batches.contains(batch) else { throw error(line, "no batch '\(batch)' was submitted before this step") }
+            try words.expect("for")
+            return .awaitNotCommitted(batch: batch, forMs: try words.expectDuration())
+        default:
+            throw error(line, "unknown 'await \(what)'; expected leader, no-leader, converged, committed or not-committed")
+        }
+    }
+
+    private mutating func nodeRef(_ words: inout Words, allowBinding: Bool = true) throws(ScenarioError) -> NodeRef {
+        let w = try words.expectWord("a node")
+        let selector: NodeSelector
+        if w == "leader" {
+            selector = .leader
+        } else if w == "follower" {
+            selector = .follower
+        } else if w.hasPrefix("$") {
+            let v = String(w.dropFirst())
+            guard variables.contains(v) else { throw error(words.line, "'\(w)' is not bound by an earlier 'as \(v)'") }
+            selector = .variable(v)
+        } else {
+            guard isNodeName(w) else { throw error(words.line, "'\(w)' is not a node name, leader, follower or $variable") }
+            guard declared.contains(w) else { throw error(words.line, "unknown node '\(w)': no 'cluster' or 'add' step names it") }
+            selector = .named(w)
+        }
+        var binding: String?
+        if allowBinding && words.peek() == "as" {
+            _ = words.next()
+            binding = try words.expectWord("a variable name")
+            variables.insert(binding!)
+        }
+        return NodeRef(selector: selector, binding: binding)
+    }
+}
+
+/// The words of one line, read in order.
+struct Words {
+    let words: [String]
+    let line: Int
+    let file: String
+    var index = 0
+
+    init(words: [String], line: Int, file: String) {
+        self.words = words
+        self.line = line
+        self.file = file
+    }
+
+    func peek() -> String? { index < words.count ? words[index] : nil }
+
+    mutating func next() -> String? {
+        defer { index += 1 }
+        return peek()
+    }
+
+    mutating func rest() -> [String] {
+        defer { index = words.count }
+        return Array(words[min(index, words.count)...])
+    }
+
+    func error(_ message: String) -> ScenarioError { ScenarioError(file: file, line: line, message: message) }
+
+    mutating func expectWord(_ what: String) throws(ScenarioError) -> String {
+        guard let w = next() else { throw error("expected \(what) after '\(words.joined(separator: " "))'") }
+        return w
+    }
+
+    mutating func expect(_ word: String) throws(ScenarioError) {
+        let w = next()
+        guard w == word else { throw error("expected '\(word)'" + (w.map { ", found '\($0)'" } ?? " at the end of the line")) }
+    }
+
+    mutating func expectCount() throws(ScenarioError) -> Int {
+        let w = try expectWord("a number")
+        guard let n = Int(w), n > 0 else { throw error("'\(w)' is not a positive whole number") }
+        return n
+    }
+
+    mutating func expectDuration() throws(ScenarioError) -> Int {
+        let w = try expectWord("a duration")
+        guard let ms = parseDuration(w) else { throw error("'\(w)' is not a duration like 150ms, 2s or 1m") }
+        return ms
+    }
+
+    func expectEnd() throws(ScenarioError) {
+        if index < words.count { throw error("unexpected '\(words[index...].joined(separator: " "))'") }
+    }
+}
+
+extension Substring {
+    func trimmingWhitespace() -> String {
+        var s = self
+        while let f = s.first, f == " " || f == "\t" || f == "\r" { s.removeFirst() }
+        while let l = s.last, l == " " || l == "\t" || l == "\r" { s.removeLast() }
+        return String(s)
+    }
+}
