@@ -1,0 +1,452 @@
+import Foundation
+import Raft
+
+/// Where a run writes what happened: `harness.log` (a line per step) and `history.jsonl`
+/// (a line when each client operation is invoked and one when it ends), SPEC section 3.
+public protocol RunRecorder: AnyObject {
+    func log(_ line: String)
+    func history(_ fields: [(String, String)])
+}
+
+/// Runs a scenario's steps in order against a back end; the first failing step stops it.
+public final class Engine {
+    let backend: any ClusterBackend
+    let recorder: any RunRecorder
+    var rng: SeededRandom
+    var settings = NodeSettings()
+    var valueSize = 100
+    var defaultTimeoutMs = 10_000
+    var variables: [String: String] = [:]
+    var batches: [String: [Task<WriteOutcome, Never>]] = [:]
+    var writeSeq = 0
+    let clientName: String
+    /// Runs the checker (SPEC section 3) now; a non-empty answer fails the step.
+    public var check: (() async -> [String])?
+    /// Called with each step's outcome line (for the person watching).
+    public var progress: ((String) -> Void)?
+    let started = ContinuousClock.now
+
+    public init(backend: any ClusterBackend, recorder: any RunRecorder, seed: UInt64, clientName: String = "harness") {
+        self.backend = backend
+        self.recorder = recorder
+        self.rng = SeededRandom(seed: seed)
+        self.clientName = clientName
+    }
+
+    /// A step that failed, and why.
+    public struct StepFailure: Error, CustomStringConvertible, Sendable {
+        public var line: Int
+        public var text: String
+        public var message: String
+        public var description: String { "line \(line): \(text): \(message)" }
+    }
+
+    struct Failure: Error, CustomStringConvertible {
+        var message: String
+        var description: String { message }
+        init(_ message: String) { self.message = message }
+    }
+
+    /// Runs every step; returns the first failure, or nil when all passed.
+    public func run(_ scenario: Scenario) async -> StepFailure? {
+        await run(scenario.steps)
+    }
+
+    func run(_ steps: [Located]) async -> StepFailure? {
+        for located in steps {
+            if case let .repeat(n, body) = located.step {
+                for pass in 1...n {
+                    report(located, "pass \(pass) of \(n)", ms: 0)
+                    if let failure = await run(body) { return failure }
+                }
+                continue
+            }
+            let t0 = ContinuousClock.now
+            do {
+                let detail = try await perform(located.step)
+                report(located, "ok" + (detail.isEmpty ? "" : " (\(detail))"), ms: t0.duration(to: .now).milliseconds)
+            } catch {
+                let message = "\(error)"
+                report(located, "FAILED: \(message)", ms: t0.duration(to: .now).milliseconds)
+                return StepFailure(line: located.line, text: located.text, message: message)
+            }
+        }
+        return nil
+    }
+
+    func report(_ located: Located, _ outcome: String, ms: Int) {
+        let elapsed = started.duration(to: .now).milliseconds
+        let line = String(format: "%8.3fs  line %-3d %-40@ %@ [%dms]", Double(elapsed) / 1000, located.line, located.text as NSString, outcome as NSString, ms)
+        recorder.log(line)
+        progress?(line)
+    }
+
+    // MARK: Nodes
+
+    /// The node a reference names now: a name, a bound variable, the leader (waiting for one
+    /// up to the default timeout) or a running follower chosen with the seed.
+    func resolve(_ ref: NodeRef) async throws -> String {
+        let name: String
+        switch ref.selector {
+        case let .named(n): name = n
+        case let .variable(v):
+            guard let n = variables[v] else { throw Failure("$\(v) is not bound") }
+            name = n
+        case .leader:
+            name = try await awaitLeader(among: nil, withinMs: defaultTimeoutMs)
+        case .follower:
+            var followers: [String] = []
+            for n in backend.running.sorted() where !backend.paused.contains(n) {
+                if let s = await backend.status(n), s.role != "leader", s.members.contains(n) || s.learners.contains(n) { followers.append(n) }
+            }
+            guard !followers.isEmpty else { throw Failure("no running follower") }
+            name = followers[Int(rng.next() % UInt64(followers.count))]
+        }
+        if let b = ref.binding { variables[b] = name }
+        return name
+    }
+
+    /// The leader that one node claims to be and a majority of its members agree on (same
+    /// leader, same term).
+    func currentLeader(among: Set<String>?) async -> String? {
+        var statuses: [String: NodeStatus] = [:]
+        for n in backend.running where !backend.paused.contains(n) {
+            if let s = await backend.status(n) { statuses[n] = s }
+        }
+        for (n, s) in statuses.sorted(by: { $0.key < $1.key }) where s.role == "leader" {
+            if let among, !among.contains(n) { continue }
+            let agree = s.members.filter { m in statuses[m].map { $0.leader == n && $0.term == s.term } ?? false }
+            if agree.count >= s.members.count / 2 + 1 { return n }
+        }
+        return nil
+    }
+
+    func awaitLeader(among: Set<String>?, withinMs: Int) async throws -> String {
+        let deadline = ContinuousClock.now + .milliseconds(withinMs)
+        while true {
+            if let l = await currentLeader(among: among) { return l }
+            guard ContinuousClock.now < deadline else { throw Failure("no leader within \(withinMs)ms") }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+    }
+
+    // MARK: Steps
+
+    /// Carries out one step; returns a short detail for the log.
+    func perform(_ step: Step) async throws -> String {
+        switch step {
+        case let .set(key, value):
+            apply(setting: key, value)
+            return ""
+        case let .cluster(names):
+            try await backend.createCluster(names, settings: settings)
+            return names.joined(separator: " ")
+        case let .start(ref):
+            let n = try await resolve(ref)
+            try await backend.start(n)
+            return n
+        case let .stop(ref):
+            let n = try await resolve(ref)
+            try await backend.stop(n)
+            return n
+        case let .kill(ref):
+            let n = try await resolve(ref)
+            try await backend.kill(n)
+            return n
+        case let .pause(ref):
+            let n = try await resolve(ref)
+            try await backend.pause(n)
+            return n
+        case let .resume(ref):
+            let n = try await resolve(ref)
+            try await backend.resume(n)
+            return n
+        case let .wipe(ref):
+            let n = try await resolve(ref)
+            guard !backend.running.contains(n) else { throw Failure("\(n) is running; stop or kill it first") }
+            try await backend.wipe(n)
+            return n
+        case let .isolate(ref):
+            let n = try await resolve(ref)
+            try await backend.partition([[n]])
+            return n
+        case let .partition(groups):
+            var names: [[String]] = []
+            for g in groups {
+                var group: [String] = []
+                for ref in g { group.append(try await resolve(ref)) }
+                names.append(group)
+            }
+            try await backend.partition(names)
+            return names.map { $0.joined(separator: " ") }.joined(separator: " | ")
+        case .heal:
+            try await backend.partition(nil)
+            try await backend.setLoss(percent: 0, delayMs: nil)
+            return ""
+        case let .networkLoss(percent, delay):
+            try await backend.setLoss(percent: percent, delayMs: delay)
+            return ""
+        case let .write(n):
+            for _ in 0..<n {
+                let outcome = await write(to: nil)
+                guard case .ok = outcome else { throw Failure("a write was not acknowledged within \(defaultTimeoutMs)ms: \(outcome)") }
+            }
+            return "\(n) acknowledged"
+        case let .submit(count, ref, batch):
+            let n = try await resolve(ref)
+            var tasks = batches[batch] ?? []
+            for _ in 0..<count {
+                let (key, value) = nextWrite()
+                invoke(key: key, value: value)
+                let backend = self.backend
+                let timeout = defaultTimeoutMs
+                tasks.append(Task { await backend.put(n, key: key, value: value, timeoutMs: timeout) })
+                // Outcomes are recorded when awaited.
+                pendingRecords.append((key, value, tasks.count - 1, batch))
+            }
+            batches[batch] = tasks
+            return "\(count) to \(n)"
+        case let .awaitCommitted(batch, within):
+            let tasks = batches[batch] ?? []
+            let deadline = ContinuousClock.now + .milliseconds(within)
+            var acked = 0
+            for (i, t) in tasks.enumerated() {
+                let outcome = await t.value
+                record(batch: batch, index: i, outcome)
+                if case .ok = outcome { acked += 1 }
+            }
+            guard acked == tasks.count, ContinuousClock.now <= deadline else {
+                throw Failure("\(acked) of \(tasks.count) of \(batch) acknowledged within \(within)ms")
+            }
+            return "\(acked) acknowledged"
+        case let .awaitNotCommitted(batch, forMs):
+            let tasks = batches[batch] ?? []
+            try await Task.sleep(for: .milliseconds(forMs))
+            var acked = 0
+            for (i, t) in tasks.enumerated() {
+                // Those still out after the wait are left to finish; only what ended counts.
+                let outcome = await Self.valueIfDone(t)
+                if let outcome {
+                    record(batch: batch, index: i, outcome)
+                    if case .ok = outcome { acked += 1 }
+                }
+            }
+            guard acked == 0 else { throw Failure("\(acked) of \(batch) were acknowledged") }
+            return "none acknowledged"
+        case let .snapshot(ref):
+            let n = try await resolve(ref)
+            let answer = try await backend.request(n, #"{"op":"snapshot"}"#, timeoutMs: defaultTimeoutMs)
+            return "\(n) at \(answer["index"] ?? "?")"
+        case let .add(name):
+            let address = try await backend.startJoining(name, settings: settings)
+            let json = #"{"op":"add","node":"\#(name)","address":"\#(address)"}"#
+            let answer = try await leaderRequest(json)
+            return "\(name) at \(answer["index"] ?? "?")"
+        case let .remove(ref):
+            let n = try await resolve(ref)
+            let answer = try await leaderRequest(#"{"op":"remove","node":"\#(n)"}"#)
+            return "\(n) at \(answer["index"] ?? "?")"
+        case let .sleep(ms):
+            try await Task.sleep(for: .milliseconds(ms))
+            return ""
+        case let .awaitLeader(among, within, binding):
+            var names: Set<String>?
+            if !among.isEmpty {
+                names = []
+                for ref in among { names!.insert(try await resolve(ref)) }
+            }
+            let l = try await awaitLeader(among: names, withinMs: within)
+            if let binding { variables[binding] = l }
+            return l
+        case let .expectLeader(ref):
+            let n = try await resolve(ref)
+            let l = try await awaitLeader(among: nil, withinMs: defaultTimeoutMs)
+            guard l == n else { throw Failure("the leader is \(l), not \(n)") }
+            return l
+        case let .awaitNoLeader(among, forMs):
+            var names = Set<String>()
+            for ref in among { names.insert(try await resolve(ref)) }
+            let deadline = ContinuousClock.now + .milliseconds(forMs)
+            while ContinuousClock.now < deadline {
+                for n in names.sorted() where backend.running.contains(n) && !backend.paused.contains(n) {
+                    if let s = await backend.status(n), s.role == "leader" { throw Failure("\(n) leads term \(s.term)") }
+                }
+                try await Task.sleep(for: .milliseconds(50))
+            }
+            return ""
+        case let .awaitConverged(within):
+            return try await awaitConverged(withinMs: within)
+        case let .expectSnapshot(ref, what):
+            let n = try await resolve(ref)
+            let lines = backend.events(n)
+            let installed = lines.contains { $0.contains(#""event":"snapshot-installed""#) }
+            let sent = lines.contains { $0.contains(#""event":"snapshot-sent""#) }
+            switch what {
+            case .installed: guard installed else { throw Failure("\(n) installed no snapshot") }
+            case .sent: guard sent else { throw Failure("\(n) sent no snapshot") }
+            case .none: guard !installed else { throw Failure("\(n) installed a snapshot") }
+            }
+            return n
+        case .repeat:
+            return ""  // run by `run(_:)`
+        case .check:
+            let problems = await check?() ?? []
+            guard problems.isEmpty else { throw Failure(problems.joined(separator: "; ")) }
+            return "all checks hold"
+        }
+    }
+
+    var pendingRecords: [(key: String, value: String, index: Int, batch: String)] = []
+    var recorded: Set<String> = []
+
+    func record(batch: String, index: Int, _ outcome: WriteOutcome) {
+        guard let r = pendingRecords.first(where: { $0.batch == batch && $0.index == index }), !recorded.contains("\(batch)#\(index)") else { return }
+        recorded.insert("\(batch)#\(index)")
+        complete(key: r.key, value: r.value, outcome)
+    }
+
+    static func valueIfDone(_ task: Task<WriteOutcome, Never>) async -> WriteOutcome? {
+        await withTaskGroup(of: WriteOutcome?.self) { group in
+            group.addTask { await task.value }
+            group.addTask {
+                try? await Task.sleep(for: .milliseconds(1))
+                return nil
+            }
+            let first = await group.next() ?? nil
+            group.cancelAll()
+            return first
+        }
+    }
+
+    func apply(setting key: String, _ value: String) {
+        switch ScenarioSetting(rawValue: key) {
+        case .electionTimeout: settings.electionTimeoutMs = parseDuration(value) ?? settings.electionTimeoutMs
+        case .heartbeat: settings.heartbeatMs = parseDuration(value) ?? settings.heartbeatMs
+        case .snapshotThreshold: settings.snapshotThreshold = Int(value) ?? settings.snapshotThreshold
+        case .snapshotTrailing: settings.snapshotTrailing = Int(value) ?? settings.snapshotTrailing
+        case .snapshotChunk: settings.snapshotChunk = parseSize(value) ?? settings.snapshotChunk
+        case .maxEntriesPerRequest: settings.maxEntriesPerRequest = Int(value) ?? settings.maxEntriesPerRequest
+        case .valueSize: valueSize = parseSize(value) ?? valueSize
+        case .timeout: defaultTimeoutMs = parseDuration(value) ?? defaultTimeoutMs
+        case nil: break
+        }
+    }
+
+    // MARK: Client
+
+    func nextWrite() -> (String, String) {
+        writeSeq += 1
+        let key = "k\(writeSeq % 97)"
+        let stamp = "w\(writeSeq)-"
+        let filler = String(repeating: "x", count: max(0, valueSize - stamp.count))
+        return (key, String((stamp + filler).prefix(max(valueSize, stamp.count))))
+    }
+
+    func invoke(key: String, value: String) {
+        recorder.history([("type", "invoke"), ("op", "put"), ("client", clientName), ("key", key), ("value", value)])
+    }
+
+    func complete(key: String, value: String, _ outcome: WriteOutcome) {
+        switch outcome {
+        case let .ok(index, term):
+            recorder.history([("type", "ok"), ("op", "put"), ("client", clientName), ("key", key), ("value", value), ("index", "\(index)"), ("term", "\(term)")])
+        case .notLeader, .failed:
+            recorder.history([("type", "fail"), ("op", "put"), ("client", clientName), ("key", key), ("value", value)])
+        case .unknown:
+            recorder.history([("type", "unknown"), ("op", "put"), ("client", clientName), ("key", key), ("value", value)])
+        }
+    }
+
+    /// One put through the leader, following redirects until acknowledged or out of time.
+    /// A put whose answer never came is retried under the same key and value only after a
+    /// refusal; an unknown outcome is recorded as unknown and the write fails.
+    func write(to node: String?) async -> WriteOutcome {
+        let (key, value) = nextWrite()
+        invoke(key: key, value: value)
+        let deadline = ContinuousClock.now + .milliseconds(defaultTimeoutMs)
+        var target = node
+        var outcome = WriteOutcome.unknown
+        while ContinuousClock.now < deadline {
+            if target == nil {
+                target = await currentLeader(among: nil)
+                if target == nil {
+                    try? await Task.sleep(for: .milliseconds(50))
+                    continue
+                }
+            }
+            let left = Int(ContinuousClock.now.duration(to: deadline).milliseconds)
+            outcome = await backend.put(target!, key: key, value: value, timeoutMs: max(1, left))
+            switch outcome {
+            case .ok:
+                complete(key: key, value: value, outcome)
+                return outcome
+            case let .notLeader(leader):
+                target = leader
+                if leader == nil { try? await Task.sleep(for: .milliseconds(50)) }
+            case .failed:
+                target = nil
+                try? await Task.sleep(for: .milliseconds(50))
+            case .unknown:
+                complete(key: key, value: value, .unknown)
+                return .unknown
+            }
+        }
+        complete(key: key, value: value, outcome == .unknown ? .unknown : .failed("timeout"))
+        return outcome
+    }
+
+    /// A request to the leader, following redirects, until answered ok or out of time.
+    func leaderRequest(_ json: String) async throws -> [String: String] {
+        let deadline = ContinuousClock.now + .milliseconds(defaultTimeoutMs)
+        var lastError = "no leader"
+        while ContinuousClock.now < deadline {
+            guard let leader = await currentLeader(among: nil) else {
+                try await Task.sleep(for: .milliseconds(50))
+                continue
+            }
+            do {
+                let left = Int(ContinuousClock.now.duration(to: deadline).milliseconds)
+                return try await backend.request(leader, json, timeoutMs: max(1, left))
+            } catch {
+                lastError = "\(error)"
+                try await Task.sleep(for: .milliseconds(100))
+            }
+        }
+        throw Failure("not done within \(defaultTimeoutMs)ms: \(lastError)")
+    }
+
+    // MARK: Convergence
+
+    func awaitConverged(withinMs: Int) async throws -> String {
+        let deadline = ContinuousClock.now + .milliseconds(withinMs)
+        var why = ""
+        while true {
+            var statuses: [NodeStatus] = []
+            for n in backend.running.sorted() where !backend.paused.contains(n) {
+                if let s = await backend.status(n), s.members.contains(n) || s.learners.contains(n) { statuses.append(s) }
+            }
+            if let first = statuses.first {
+                let same = statuses.allSatisfy {
+                    $0.commitIndex == first.commitIndex && $0.appliedIndex == first.appliedIndex && $0.members == first.members
+                        && $0.learners == first.learners && $0.digest == first.digest && !$0.snapshotting
+                }
+                if same {
+                    recorder.log("converged applied=\(first.appliedIndex) digest=\(first.digest) nodes=\(statuses.map(\.name).joined(separator: ","))")
+                    return "applied \(first.appliedIndex) on \(statuses.map(\.name).joined(separator: ","))"
+                }
+                why = statuses.map { "\($0.name): commit \($0.commitIndex) applied \($0.appliedIndex) digest \($0.digest)\($0.snapshotting ? " snapshotting" : "")" }.joined(separator: "; ")
+            } else {
+                why = "no running member answers"
+            }
+            guard ContinuousClock.now < deadline else { throw Failure("not converged within \(withinMs)ms: \(why)") }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+    }
+}
+
+extension Duration {
+    var milliseconds: Int {
+        let (s, atto) = components
+        return Int(s) * 1000 + Int(atto / 1_000_000_000_000_000)
+    }
+}
