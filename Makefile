@@ -22,8 +22,11 @@ test-cluster: build
 soak:
 	$(SWIFT) run -c release raft-sim --from $(SOAK_FROM) --count $(SEEDS)
 
+# Storage figures, then the node's (a 3-node cluster of the release raft-node, found beside raft-bench).
 bench:
+	$(SWIFT) build -c release --product raft-node
 	$(SWIFT) run -c release raft-bench storage
+	$(SWIFT) run -c release raft-bench node
 
 fixtures:
 	$(SWIFT) run raft-fixtures fixtures

@@ -43,7 +43,7 @@ let package = Package(
             providers: [.apt(["zlib1g-dev"]), .brew(["zlib"])]),
         .target(name: "RaftStorage", dependencies: ["Raft", "CZlib"]),
         .executableTarget(name: "RaftFixtures", dependencies: ["RaftStorage", "Raft"]),
-        .executableTarget(name: "RaftBench", dependencies: ["RaftStorage", "Raft"]),
+        .executableTarget(name: "RaftBench", dependencies: ["RaftStorage", "Raft", "CZlib"]),
         .executableTarget(name: "StorageCrashChild", dependencies: ["RaftStorage", "Raft"]),
         // Peer links over UNIX sockets and TCP: frames, handshake, per-peer queues, reconnects.
         .target(

@@ -1,4 +1,6 @@
-// raft-bench storage [--dir DIR] [--state-mib N] [--seconds S]
+// raft-bench storage|node|all [--dir DIR] [--state-mib N] [--seconds S] [--values N] [--snapshot-chunk BYTES]
+//
+// `node` (NodeBench.swift): the node figures of issue 4 against real raft-node processes.
 //
 // Storage figures (issue 3): log appends a second with group commit (128-byte entries,
 // fsync on) for several batch sizes, and snapshot write and read throughput for N MiB
@@ -134,13 +136,17 @@ func storageBench(dir: String, stateMiB: Int, appendSeconds: Double) throws {
     try? FileManager.default.removeItem(atPath: snapDir)
 }
 
+let usage = "usage: raft-bench storage|node|all [--dir DIR] [--state-mib N] [--seconds S] [--values N] [--snapshot-chunk BYTES]"
 var args = Array(CommandLine.arguments.dropFirst())
 let what = args.isEmpty || args[0].hasPrefix("-") ? "storage" : args.removeFirst()
-guard what == "storage" else { fail("unknown bench '\(what)'; usage: raft-bench storage [--dir DIR] [--state-mib N] [--seconds S]") }
+guard ["storage", "node", "all"].contains(what) else { fail("unknown bench '\(what)'; \(usage)") }
 // Under the package (on the disk the data would be on, not a tmpfs); .build* is ignored by git.
 var dir = FileManager.default.currentDirectoryPath + "/.build-bench"
 var stateMiB = 64
 var appendSeconds = 2.0
+var writeSeconds = 5.0
+var values = 4096
+var snapshotChunk: String?
 while !args.isEmpty {
     let flag = args.removeFirst()
     guard let value = args.first else { fail("\(flag) needs a value") }
@@ -148,13 +154,25 @@ while !args.isEmpty {
     switch flag {
     case "--dir": dir = value
     case "--state-mib": guard let n = Int(value), n > 0 else { fail("--state-mib needs a positive number") }; stateMiB = n
-    case "--seconds": guard let s = Double(value), s > 0 else { fail("--seconds needs a positive number") }; appendSeconds = s
-    default: fail("unknown option \(flag); usage: raft-bench storage [--dir DIR] [--state-mib N] [--seconds S]")
+    case "--seconds":
+        guard let s = Double(value), s > 0 else { fail("--seconds needs a positive number") }
+        appendSeconds = s
+        writeSeconds = s
+    case "--snapshot-chunk": snapshotChunk = value
+    case "--values": guard let n = Int(value), n > 0 else { fail("--values needs a positive number") }; values = n
+    default: fail("unknown option \(flag); \(usage)")
     }
 }
 do {
-    try storageBench(dir: dir, stateMiB: stateMiB, appendSeconds: appendSeconds)
-    try? FileManager.default.removeItem(atPath: dir)
+    if what == "storage" || what == "all" {
+        try storageBench(dir: dir + "/storage", stateMiB: stateMiB, appendSeconds: appendSeconds)
+        try? FileManager.default.removeItem(atPath: dir + "/storage")
+    }
+    if what == "all" { print("") }
+    if what == "node" || what == "all" {
+        try nodeBench(NodeBenchOptions(dir: dir + "/node", writeSeconds: writeSeconds, values: values, snapshotChunk: snapshotChunk))
+        try? FileManager.default.removeItem(atPath: dir + "/node")
+    }
 } catch {
     fail("\(error)")
 }
