@@ -237,8 +237,10 @@ final class NodeLoop {
             }
             pendingSnapshots.removeAll { $0.index <= meta.index }
             pruneSnapshotFiles()
+            requestSnapshotForWaitingClients()
         case let .snapshotTakeFailed(reason):
             core.snapshotFailed(nil, reason: reason)
+            requestSnapshotForWaitingClients()
         case let .snapshotRestored(meta, restored, ms):
             store = restored
             events.write("snapshot-installed", term: core.term, [
@@ -289,6 +291,14 @@ final class NodeLoop {
         case let .remove(node):
             propose(.remove(node), node: node, adding: false, request, deadline)
         }
+    }
+
+    /// A `snapshot` request that came while another snapshot was being taken (one the
+    /// threshold asked for, at a lower index) is answered by none yet: ask for the next one
+    /// now, or it would wait for the threshold and time out.
+    func requestSnapshotForWaitingClients() {
+        guard !pendingSnapshots.isEmpty else { return }
+        _ = core.requestSnapshot()
     }
 
     func propose(_ change: ConfigurationChange, node: NodeID, adding: Bool, _ request: ClientRequest, _ deadline: DispatchTime) {
