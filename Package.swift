@@ -81,6 +81,9 @@ let package = Package(
         // Scenario language and engine (`harness`); the checker is HarnessCheck.
         .target(name: "Harness", dependencies: ["Raft"]),
         .testTarget(name: "HarnessTests", dependencies: ["Harness"]),
+        // The checker of SPEC section 3 and `harness inspect`: reads a run's files only.
+        .target(name: "HarnessCheck", dependencies: ["Raft", "RaftStorage", "RaftNode"]),
+        .testTarget(name: "HarnessCheckTests", dependencies: ["HarnessCheck", "Raft", "RaftStorage"]),
         .testTarget(name: "RaftStorageTests", dependencies: ["RaftStorage", "Raft"]),
         .testTarget(name: "RaftTests", dependencies: ["Raft"]),
         .testTarget(name: "RaftSimulationTests", dependencies: ["RaftSimulation", "Raft"]),

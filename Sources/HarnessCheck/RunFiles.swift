@@ -1,0 +1,477 @@
+// HarnessCheck reads a finished (or running) run directory and judges it (SPEC section 3),
+// and prints a node's files for `harness inspect` (SPEC section 6). It reads files only:
+// no process, socket or clock is involved, so `harness check RUN_DIR` gives the verdict the
+// run gave.
+//
+//   RunFiles.swift        reading a run directory: each node's meta, snapshot, log and
+//                         events, history.jsonl and the `converged` lines of harness.log
+//   RunChecker.swift      the five checks of SPEC section 3, and what exactly each verifies
+//   Inspect.swift         `harness inspect PATH [--json]`
+//   NodeDataWriter.swift  writes node data dirs with the real storage code (fixtures, tests)
+
+import Foundation
+import Raft
+import RaftNode
+import RaftStorage
+
+/// Something wrong with a file of the run: damaged bytes, an unreadable line, files that
+/// contradict each other. `file` is relative to the run directory.
+public struct FileProblem: Error, Sendable, Hashable, CustomStringConvertible {
+    public var file: String
+    /// Byte offset in `file`, when there is one.
+    public var offset: UInt64?
+    public var detail: String
+
+    public init(file: String, offset: UInt64? = nil, _ detail: String) {
+        self.file = file
+        self.offset = offset
+        self.detail = detail
+    }
+
+    public var description: String {
+        var s = file
+        if let offset { s += " at byte \(offset)" }
+        return s + ": " + detail
+    }
+}
+
+/// A log entry as found in a segment file, with where it is.
+struct LoggedEntry {
+    var entry: Entry
+    var file: String
+    var offset: UInt64
+    var digest: UInt64
+    var index: LogIndex { entry.index }
+    var term: Term { entry.term }
+    var place: String { "\(file) at byte \(offset)" }
+}
+
+/// The newest snapshot file of a node.
+struct SnapshotInfo {
+    var index: LogIndex
+    var term: Term
+    var configuration: Configuration
+    var file: String
+    var bytes: UInt64
+    /// The state, nil when the file or its state could not be read (a problem says why).
+    var state: KeyValueStore?
+}
+
+/// One line of a node's events.jsonl, with the fields the checker uses.
+struct NodeEvent {
+    var line: Int
+    var term: Term
+    var event: String
+    var role: String?
+    var index: LogIndex?
+    var from: LogIndex?
+    var lastIndex: LogIndex?
+    var commitIndex: LogIndex?
+    var snapshotIndex: LogIndex?
+}
+
+/// What a node's data dir holds.
+struct NodeFiles {
+    var name: String
+    /// `nodes/NAME`.
+    var dir: String
+    var hardState: HardState?
+    var prevIndex: LogIndex = 0
+    var prevTerm: Term = 0
+    /// The log after the compaction point, consecutive from prevIndex + 1.
+    var entries: [LoggedEntry] = []
+    var snapshot: SnapshotInfo?
+    var events: [NodeEvent] = []
+    var eventsFile: String { dir + "/events.jsonl" }
+    var problems: [FileProblem] = []
+    var notes: [String] = []
+    /// Events from this position on belong to the data as it is now: an earlier `start` of a
+    /// node with empty data after other events means it was wiped and started afresh.
+    var incarnationStart = 0
+    /// Whether the log or snapshot could not be read whole (then state checks skip it).
+    var storageDamaged = false
+
+    var lastIndex: LogIndex { entries.last?.index ?? prevIndex }
+    var snapshotIndex: LogIndex { snapshot?.index ?? 0 }
+    /// The highest index the node's files reach: its log's end or its snapshot.
+    var reach: LogIndex { max(lastIndex, snapshotIndex) }
+
+    func entry(at index: LogIndex) -> LoggedEntry? {
+        guard index > prevIndex, index <= lastIndex else { return nil }
+        let e = entries[Int(index - prevIndex - 1)]
+        return e.index == index ? e : nil
+    }
+
+    /// The term the node's files give index `index`: a log entry, the snapshot or the base.
+    func term(at index: LogIndex) -> Term? {
+        if let e = entry(at: index) { return e.term }
+        if let s = snapshot, s.index == index, index > 0 { return s.term }
+        if prevIndex == index, index > 0 { return prevTerm }
+        return nil
+    }
+
+    /// The commit index the node reported for its present data, and the event line saying so
+    /// (`start`'s commitIndex or a `commit` event; 0 and nil when none).
+    var commitIndex: (index: LogIndex, line: Int?) {
+        var best: (LogIndex, Int?) = (0, nil)
+        for e in events[incarnationStart...] {
+            let c: LogIndex? = e.event == "commit" ? e.index : e.event == "start" ? e.commitIndex : nil
+            if let c, c > best.0 { best = (c, e.line) }
+        }
+        return best
+    }
+
+    /// Up to where the node's state is known from its files: its snapshot, then the
+    /// committed entries of its log after it.
+    var appliedIndex: LogIndex { max(snapshotIndex, min(commitIndex.index, lastIndex)) }
+}
+
+/// A client operation's outcome in history.jsonl.
+struct AcknowledgedWrite {
+    var line: Int
+    var client: String
+    var key: String
+    var value: String
+    var index: LogIndex
+    var term: Term
+}
+
+/// A `converged` line of harness.log.
+struct ConvergedRecord {
+    var line: Int
+    var applied: LogIndex
+    var digest: String
+    var nodes: [String]
+}
+
+/// Everything the checker reads from a run directory.
+struct RunFiles {
+    var directory: String
+    var nodes: [NodeFiles] = []
+    var acknowledged: [AcknowledgedWrite] = []
+    /// How many puts of each value were invoked, by key (for "a later write replaced it").
+    var invocations: [String: [String: Int]] = [:]
+    var converged: [ConvergedRecord] = []
+    var problems: [FileProblem] = []
+
+    init(directory: String) {
+        self.directory = directory
+        let nodesDir = directory + "/nodes"
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: nodesDir)) ?? []
+        for name in names.sorted() where isDirectory(nodesDir + "/" + name) {
+            nodes.append(Self.loadNode(name: name, runDirectory: directory))
+        }
+        if names.isEmpty { problems.append(FileProblem(file: "nodes", "no node data dirs")) }
+        loadHistory()
+        loadHarnessLog()
+    }
+
+    // MARK: One node
+
+    /// Reads a node's files: events first, then the snapshot, the base and the segments, so
+    /// that, while the node runs, nothing read later contradicts a commit read earlier. A
+    /// file that vanishes while it is read (compaction, a newer snapshot), or a base past the
+    /// snapshot read before it, means the node moved on: read again (three times at most).
+    static func loadNode(name: String, runDirectory: String) -> NodeFiles {
+        var node = NodeFiles(name: name, dir: "nodes/" + name)
+        for attempt in 0..<3 {
+            node = NodeFiles(name: name, dir: "nodes/" + name)
+            if !loadNodeOnce(&node, runDirectory: runDirectory, last: attempt == 2) { break }
+        }
+        // No data at all beside earlier events: wiped (the harness keeps events.jsonl) and not
+        // started since. Its events tell of data that is gone.
+        if node.hardState == nil && node.snapshot == nil && node.entries.isEmpty && node.prevIndex == 0 && !node.events.isEmpty && node.problems.isEmpty {
+            node.incarnationStart = node.events.count
+            node.notes.append("\(node.dir) holds no data (wiped): its events before are not checked against its files")
+        }
+        return node
+    }
+
+    /// Returns true when the files changed under the read.
+    /// On the `last` attempt, what changed is reported as a problem instead.
+    private static func loadNodeOnce(_ node: inout NodeFiles, runDirectory: String, last: Bool) -> Bool {
+        let abs = runDirectory + "/" + node.dir
+        func rel(_ path: String) -> String {
+            path.hasPrefix(runDirectory + "/") ? String(path.dropFirst(runDirectory.count + 1)) : path
+        }
+        func vanished(_ path: String) -> Bool {
+            guard !FileManager.default.fileExists(atPath: path) else { return false }
+            if last { node.problems.append(FileProblem(file: rel(path), "removed while it was read (the node is running and changing its files)")) }
+            return !last
+        }
+        func problem(_ e: any Error, _ fallbackFile: String) {
+            if let s = e as? StorageError {
+                node.problems.append(FileProblem(file: rel(s.file), offset: s.offset, s.detail))
+            } else {
+                node.problems.append(FileProblem(file: fallbackFile, "\(e)"))
+            }
+        }
+        loadEvents(&node, path: abs + "/events.jsonl")
+
+        // meta
+        let metaPath = abs + "/" + MetaStore.fileName
+        if let bytes = FileManager.default.contents(atPath: metaPath) {
+            do { node.hardState = try MetaStore.decode(Array(bytes), file: node.dir + "/meta") } catch { problem(error, node.dir + "/meta") }
+        }
+
+        // snapshot: the newest file, as the node itself uses it.
+        let snapDir = abs + "/snapshot"
+        let snapNames = ((try? FileManager.default.contentsOfDirectory(atPath: snapDir)) ?? [])
+            .filter { SnapshotHeader.parseFileName($0) != nil }.sorted()
+        if let newest = snapNames.last {
+            let path = snapDir + "/" + newest
+            do {
+                let reader = try SnapshotReader(path: path)
+                let h = reader.header
+                if let (term, index) = SnapshotHeader.parseFileName(newest), term != h.term || index != h.index {
+                    node.problems.append(FileProblem(file: rel(path), offset: 16, "the header says index \(h.index) term \(h.term), the file name says index \(index) term \(term)"))
+                }
+                var info = SnapshotInfo(index: h.index, term: h.term, configuration: h.configuration, file: rel(path), bytes: h.fileSize)
+                var restorer = KeyValueRestorer()
+                do {
+                    try reader.forEachPiece { try restorer.feed($0) }
+                    info.state = try restorer.finish()
+                } catch let e as DecodingError {
+                    node.problems.append(FileProblem(file: rel(path), "the state is not key-value state: \(e.detail) at byte \(e.offset) of the decompressed state"))
+                    node.storageDamaged = true
+                }
+                node.snapshot = info
+            } catch {
+                if vanished(path) { return true }
+                if !node.problems.contains(where: { $0.file == rel(path) }) { problem(error, rel(path)) }
+                node.storageDamaged = true
+            }
+        }
+
+        // log/base, then the segments.
+        let logDir = abs + "/log"
+        let basePath = logDir + "/" + LogStore.baseFileName
+        if let bytes = FileManager.default.contents(atPath: basePath) {
+            switch readBase(Array(bytes), file: rel(basePath)) {
+            case let .success((i, t)):
+                node.prevIndex = i
+                node.prevTerm = t
+            case let .failure(p):
+                node.problems.append(p)
+                node.storageDamaged = true
+                return false
+            }
+        }
+        if node.prevIndex > node.snapshotIndex && !node.storageDamaged {
+            // A running node compacted after a newer snapshot than the one read: read again.
+            if !last { return true }
+            node.problems.append(FileProblem(file: rel(basePath), "the log is compacted through index \(node.prevIndex), past the newest snapshot (index \(node.snapshotIndex))"))
+            node.storageDamaged = true
+        }
+        let segNames = ((try? FileManager.default.contentsOfDirectory(atPath: logDir)) ?? [])
+            .compactMap { name in LogSegment.firstIndex(fileName: name).map { ($0, name) } }
+            .sorted { $0.0 < $1.0 }
+        // Segments followed by one starting at or before prevIndex + 1 are leftovers of an
+        // interrupted compaction: the node removes them unread, and so does the checker.
+        var live: [(LogIndex, String)] = []
+        for (i, s) in segNames.enumerated() where !(i + 1 < segNames.count && segNames[i + 1].0 <= node.prevIndex + 1) {
+            live.append(s)
+        }
+        var expected = node.prevIndex + 1
+        for (i, (first, name)) in live.enumerated() {
+            let path = logDir + "/" + name
+            let isLast = i == live.count - 1
+            let scan: SegmentScan
+            do {
+                scan = try LogSegment.scan(path: path)
+            } catch {
+                if vanished(path) { return true }
+                problem(error, rel(path))
+                node.storageDamaged = true
+                break
+            }
+            guard scan.firstIndex == first else {
+                node.problems.append(FileProblem(file: rel(path), offset: 12, "header says first index \(scan.firstIndex), the file name says \(first)"))
+                node.storageDamaged = true
+                break
+            }
+            if i == 0 && first > expected || i > 0 && first != expected {
+                if scan.lastIndex > node.prevIndex || i > 0 {
+                    node.problems.append(FileProblem(file: rel(path), offset: 12, "index gap: expected the log to go on at index \(expected), this segment starts at \(first)"))
+                    node.storageDamaged = true
+                    break
+                }
+            }
+            for (k, e) in scan.entries.enumerated() where e.index > node.prevIndex {
+                if let last = node.entries.last, e.term < last.term {
+                    node.problems.append(FileProblem(file: rel(path), offset: scan.offsets[k], "term goes back from \(last.term) to \(e.term) at index \(e.index)"))
+                    node.storageDamaged = true
+                    return false
+                }
+                node.entries.append(LoggedEntry(entry: e, file: rel(path), offset: scan.offsets[k], digest: StableHash.of(e.payload)))
+            }
+            expected = max(expected, scan.lastIndex + 1)
+            if let p = scan.problem {
+                if isLast && scan.looksTorn {
+                    node.notes.append("\(rel(path)) ends in a torn record at byte \(p.offset ?? scan.validEnd) (an append cut short by a crash; never acknowledged): ignored")
+                } else {
+                    node.problems.append(FileProblem(file: rel(path), offset: p.offset, p.detail))
+                    node.storageDamaged = true
+                    break
+                }
+            }
+        }
+        return false
+    }
+
+    /// log/base: magic `RAFTBASE`, version u32 (1), prevIndex u64, prevTerm u64, CRC-32 u32.
+    static func readBase(_ b: [UInt8], file: String) -> Result<(LogIndex, Term), FileProblem> {
+        guard b.count == 32, Array(b[0..<8]) == Array("RAFTBASE".utf8) else {
+            return .failure(FileProblem(file: file, offset: 0, "not a log base file (\(b.count) bytes, want 32 starting with RAFTBASE)"))
+        }
+        var r = ByteReader(b)
+        do {
+            _ = try r.readUInt64("magic")
+            let v = try r.readUInt32("version")
+            guard v == 1 else { return .failure(FileProblem(file: file, offset: 8, "base format version \(v), this build reads 1")) }
+            let index = try r.readUInt64("prevIndex")
+            let term = try r.readUInt64("prevTerm")
+            let stored = try r.readUInt32("checksum")
+            let actual = CRC32.of(b[0..<28])
+            guard stored == actual else {
+                return .failure(FileProblem(file: file, offset: 28, "checksum mismatch: stored \(stored.hex8), computed \(actual.hex8)"))
+            }
+            return .success((index, term))
+        } catch {
+            return .failure(FileProblem(file: file, offset: UInt64(error.offset), error.detail))
+        }
+    }
+
+    static func loadEvents(_ node: inout NodeFiles, path: String) {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            node.notes.append("\(node.eventsFile) is missing")
+            return
+        }
+        let file = node.eventsFile
+        forEachJSONLine(Array(data), file: file, problems: &node.problems) { line, object in
+            guard let term = object["term"].flatMap(uint), let event = object["event"] as? String else {
+                return "an event needs an integer \"term\" and a string \"event\""
+            }
+            var e = NodeEvent(line: line, term: term, event: event)
+            e.role = object["role"] as? String
+            e.index = object["index"].flatMap(uint)
+            e.from = object["from"].flatMap(uint)
+            e.lastIndex = object["lastIndex"].flatMap(uint)
+            e.commitIndex = object["commitIndex"].flatMap(uint)
+            e.snapshotIndex = object["snapshotIndex"].flatMap(uint)
+            node.events.append(e)
+            return nil
+        }
+        // A start with empty data after earlier events: the data was wiped.
+        for (k, e) in node.events.enumerated() where k > 0 && e.event == "start" {
+            if e.lastIndex == 0 && e.commitIndex == 0 && e.snapshotIndex == 0 { node.incarnationStart = k }
+        }
+    }
+
+    // MARK: history.jsonl and harness.log
+
+    mutating func loadHistory() {
+        let file = "history.jsonl"
+        guard let data = FileManager.default.contents(atPath: directory + "/" + file) else {
+            problems.append(FileProblem(file: file, "missing"))
+            return
+        }
+        // The invoke a completion belongs to: same client (and same id, when lines carry one).
+        var open: [String: [String: Any]] = [:]
+        var acknowledged: [AcknowledgedWrite] = []
+        var invoked: [String: [String: Int]] = [:]
+        forEachJSONLine(Array(data), file: file, problems: &problems) { line, object in
+            guard let type = object["type"] as? String else { return "a history line needs a string \"type\"" }
+            let client = (object["client"]).map { "\($0)" } ?? ""
+            let id = object["id"].map { "\($0)" } ?? ""
+            let slot = client + "\u{0}" + id
+            if type == "invoke" {
+                open[slot] = object
+                if (object["op"] as? String) == "put", let key = object["key"] as? String, let value = object["value"] as? String {
+                    invoked[key, default: [:]][value, default: 0] += 1
+                }
+                return nil
+            }
+            let invoke = open.removeValue(forKey: slot) ?? [:]
+            guard type == "ok" else { return nil }
+            let op = (object["op"] ?? invoke["op"]) as? String
+            guard op == "put" else { return nil }
+            guard let key = (object["key"] ?? invoke["key"]) as? String, let value = (object["value"] ?? invoke["value"]) as? String,
+                let index = object["index"].flatMap(uint), let term = object["term"].flatMap(uint)
+            else { return "an \"ok\" put needs key, value (on it or on its invoke), index and term" }
+            if invoke.isEmpty { invoked[key, default: [:]][value, default: 0] += 1 }
+            acknowledged.append(AcknowledgedWrite(line: line, client: client, key: key, value: value, index: index, term: term))
+            return nil
+        }
+        self.acknowledged = acknowledged
+        self.invocations = invoked
+    }
+
+    /// `converged applied=INDEX digest=HEX nodes=A,B,C` anywhere in a line of harness.log
+    /// (after a time stamp, say): the words after `converged` in that order.
+    mutating func loadHarnessLog() {
+        guard let data = FileManager.default.contents(atPath: directory + "/harness.log") else { return }
+        let text = String(decoding: data, as: UTF8.self)
+        for (k, raw) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+            if let record = Self.parseConverged(String(raw), line: k + 1) { converged.append(record) }
+        }
+    }
+
+    static func parseConverged(_ line: String, line number: Int) -> ConvergedRecord? {
+        let words = line.split(separator: " ", omittingEmptySubsequences: true).map(String.init)
+        guard let at = words.firstIndex(of: "converged"), words.count >= at + 4,
+            words[at + 1].hasPrefix("applied="), words[at + 2].hasPrefix("digest="), words[at + 3].hasPrefix("nodes="),
+            let applied = LogIndex(words[at + 1].dropFirst("applied=".count))
+        else { return nil }
+        let nodes = words[at + 3].dropFirst("nodes=".count).split(separator: ",").map(String.init)
+        return ConvergedRecord(line: number, applied: applied, digest: String(words[at + 2].dropFirst("digest=".count)), nodes: nodes)
+    }
+}
+
+/// Calls `body` with each JSON object line (1-based line numbers). A line that is not a JSON
+/// object, or that `body` refuses (returning why), is a problem naming its byte offset; an
+/// unfinished last line (no newline: a write cut short) is ignored.
+func forEachJSONLine(_ bytes: [UInt8], file: String, problems: inout [FileProblem], _ body: (Int, [String: Any]) -> String?) {
+    var start = 0
+    var line = 0
+    while start < bytes.count {
+        line += 1
+        let end = bytes[start...].firstIndex(of: UInt8(ascii: "\n")) ?? bytes.count
+        let finished = end < bytes.count
+        defer { start = end + 1 }
+        let slice = bytes[start..<end]
+        if slice.allSatisfy({ $0 == 32 || $0 == 9 || $0 == 13 }) { continue }
+        let object = try? JSONSerialization.jsonObject(with: Data(slice)) as? [String: Any]
+        guard let object else {
+            if !finished { continue }
+            problems.append(FileProblem(file: file, offset: UInt64(start), "line \(line) is not a JSON object"))
+            continue
+        }
+        if let why = body(line, object) {
+            problems.append(FileProblem(file: file, offset: UInt64(start), "line \(line): \(why)"))
+        }
+    }
+}
+
+/// A non-negative integer from a JSON number (or a string of digits).
+func uint(_ v: Any) -> UInt64? {
+    if let n = v as? NSNumber {
+        let d = n.doubleValue
+        guard d >= 0, d == d.rounded() else { return nil }
+        return n.uint64Value
+    }
+    if let s = v as? String { return UInt64(s) }
+    return nil
+}
+
+func isDirectory(_ path: String) -> Bool {
+    var dir: ObjCBool = false
+    return FileManager.default.fileExists(atPath: path, isDirectory: &dir) && dir.boolValue
+}
+
+extension UInt32 {
+    var hex8: String {
+        let s = String(self, radix: 16)
+        return String(repeating: "0", count: 8 - s.count) + s
+    }
+}

@@ -1,0 +1,178 @@
+import Foundation
+import HarnessCheck
+import Raft
+import RaftStorage
+import Testing
+
+@Suite struct RunCheckerTests {
+    /// Set REGENERATE_RUN_FIXTURES=1 to rewrite fixtures/runs/ from the generator.
+    @Test func committedFixturesAreTheGeneratorsOutput() throws {
+        let tmp = makeTempDir("gen")
+        defer { remove(tmp) }
+        for run in RunFixture.allCases {
+            let fresh = tmp + "/" + run.rawValue
+            try run.write(to: fresh)
+            let committed = fixture("runs/" + run.rawValue)
+            if ProcessInfo.processInfo.environment["REGENERATE_RUN_FIXTURES"] != nil {
+                remove(committed)
+                try run.write(to: committed)
+            }
+            #expect(files(under: committed) == files(under: fresh), "\(run.rawValue): the same files")
+            for f in files(under: fresh) {
+                if f.hasSuffix(".ss") {
+                    // Another zlib may compress to other bytes: compare what inspect reads.
+                    #expect(Inspector.inspect(path: committed + "/" + f, json: true).lines == Inspector.inspect(path: fresh + "/" + f, json: true).lines, "\(run.rawValue)/\(f)")
+                } else {
+                    #expect(bytes(committed + "/" + f) == bytes(fresh + "/" + f), "\(run.rawValue)/\(f) is what the generator writes")
+                }
+            }
+        }
+    }
+
+    @Test func cleanRunPasses() {
+        let results = RunChecker.check(runDirectory: fixture("runs/clean"))
+        #expect(results.map(\.name) == ["files", "one-leader-per-term", "log-matching", "committed-entries", "acknowledged-writes", "converged-state"])
+        for r in results { #expect(r.passed, "\(r.name): \(r.evidence)") }
+        #expect(result(results, "acknowledged-writes").notes.contains { $0.contains("4 acknowledged puts") })
+    }
+
+    @Test func twoLeadersInOneTermAreRejected() {
+        let results = RunChecker.check(runDirectory: fixture("runs/two-leaders"))
+        let r = result(results, "one-leader-per-term")
+        #expect(!r.passed)
+        #expect(r.evidence == ["term 1 had 2 leaders: n1 (nodes/n1/events.jsonl line 6), n3 (nodes/n3/events.jsonl line 5)"])
+        for other in results where other.name != "one-leader-per-term" { #expect(other.passed, "\(other.name): \(other.evidence)") }
+    }
+
+    @Test func differentEntriesAtACommittedIndexAreRejected() throws {
+        let results = RunChecker.check(runDirectory: fixture("runs/committed-entry-differs"))
+        let r = result(results, "committed-entries")
+        #expect(!r.passed)
+        let line = try #require(r.evidence.first)
+        #expect(line.hasPrefix("committed index 6 differs between nodes: n1 has term 2 command"))
+        #expect(line.contains("(nodes/n1/log/00000000000000000001.seg at byte"))
+        #expect(line.contains("n3 has term 3 command"))
+        #expect(line.contains("nodes/n3/log/"))
+        #expect(line.contains("n3 reported commit index 6 at nodes/n3/events.jsonl line 8"))
+        // The acknowledged put at 6 is contradicted by n3's committed entry, and the states differ.
+        #expect(result(results, "acknowledged-writes").evidence.contains {
+            $0.contains("acknowledged put \"k3\"=\"v4\" at index 6 term 2 (history.jsonl line 8)") && $0.contains("n3's committed entry at index 6 has term 3")
+        })
+        #expect(!result(results, "converged-state").passed)
+        #expect(result(results, "one-leader-per-term").passed)
+        #expect(result(results, "log-matching").passed)
+    }
+
+    @Test func aLostAcknowledgedWriteIsRejected() throws {
+        let results = RunChecker.check(runDirectory: fixture("runs/lost-write"))
+        let r = result(results, "acknowledged-writes")
+        #expect(!r.passed)
+        let line = try #require(r.evidence.first)
+        #expect(line.hasPrefix("acknowledged put \"k1\"=\"v3\" at index 4 term 1 (history.jsonl line 6) is lost: n3 at applied index 6"))
+        #expect(line.contains("snapshot nodes/n3/snapshot/00000000000000000001_00000000000000000004.ss"))
+        #expect(line.contains("holds \"k1\"=\"v1\", the value of the earlier put at index 2 (history.jsonl line 2)"))
+        #expect(r.evidence.count == 1)
+        let converged = result(results, "converged-state")
+        #expect(converged.evidence.first?.hasPrefix("after await converged (harness.log line 9) at applied index 6") == true)
+        for name in ["files", "one-leader-per-term", "log-matching", "committed-entries"] {
+            #expect(result(results, name).passed, "\(name)")
+        }
+    }
+
+    @Test func aWriteNoNodeHoldsIsLost() throws {
+        let dir = makeTempDir("beyond")
+        defer { remove(dir) }
+        try RunFixture.clean.write(to: dir + "/run")
+        let extra = #"{"type":"ok","op":"put","client":"c2","key":"k9","value":"v9","index":7,"term":2,"ts":"x"}"# + "\n"
+        let h = try FileHandle(forWritingTo: URL(fileURLWithPath: dir + "/run/history.jsonl"))
+        try h.seekToEnd()
+        h.write(Data(extra.utf8))
+        try h.close()
+        let r = result(RunChecker.check(runDirectory: dir + "/run"), "acknowledged-writes")
+        #expect(r.evidence == [#"acknowledged put "k9"="v9" at index 7 term 2 (history.jsonl line 9) is lost: no node's files reach index 7 (n1 to 6, n2 to 6, n3 to 6)"#])
+    }
+
+    @Test func damagedFilesFailWithFileAndOffsetAndNeverCrash() throws {
+        let dir = makeTempDir("damaged")
+        defer { remove(dir) }
+        let run = dir + "/run"
+        try RunFixture.clean.write(to: run)
+        // A flipped payload byte in n2's segment, in the record of entry 3 (not the last).
+        let seg = run + "/nodes/n2/log/00000000000000000001.seg"
+        var b = bytes(seg)
+        let scan = try LogSegment.scan(path: seg)
+        let at = Int(scan.offsets[2])
+        b[at + 8 + 17 + 2] ^= 0x40
+        try Data(b).write(to: URL(fileURLWithPath: seg))
+        // A truncated snapshot for n3, a broken events line for n1, garbage meta for n2.
+        let snap = run + "/nodes/n3/snapshot/00000000000000000001_00000000000000000004.ss"
+        let s = bytes(snap)
+        try Data(s.prefix(s.count - 5)).write(to: URL(fileURLWithPath: snap))
+        let ev = run + "/nodes/n1/events.jsonl"
+        try Data((String(decoding: bytes(ev), as: UTF8.self) + "{not json\n").utf8).write(to: URL(fileURLWithPath: ev))
+        try Data("garbage".utf8).write(to: URL(fileURLWithPath: run + "/nodes/n2/meta"))
+
+        let results = RunChecker.check(runDirectory: run)
+        let files = result(results, "files")
+        #expect(!files.passed)
+        #expect(files.evidence.contains { $0.hasPrefix("nodes/n2/log/00000000000000000001.seg at byte \(at): record checksum mismatch") })
+        #expect(files.evidence.contains { $0.hasPrefix("nodes/n3/snapshot/00000000000000000001_00000000000000000004.ss at byte \(s.count - 5): truncated") })
+        #expect(files.evidence.contains { $0.hasPrefix("nodes/n1/events.jsonl at byte") && $0.hasSuffix("line 14 is not a JSON object") })
+        #expect(files.evidence.contains("nodes/n2/meta at byte 0: not a meta file (bad magic)"))
+    }
+
+    @Test func aMissingRunDirectoryFailsWithoutCrashing() {
+        let results = RunChecker.check(runDirectory: "/nonexistent/run")
+        #expect(!result(results, "files").passed)
+        #expect(result(results, "files").evidence.contains("nodes: no node data dirs"))
+    }
+
+    @Test func aTornLastRecordIsNotDamage() throws {
+        let dir = makeTempDir("torn")
+        defer { remove(dir) }
+        let run = dir + "/run"
+        try RunFixture.clean.write(to: run)
+        let seg = run + "/nodes/n1/log/00000000000000000001.seg"
+        var record: [UInt8] = []
+        LogSegment.appendRecord(Entry(index: 7, term: 2, type: .command, payload: NodeDataWriter.put("k4", "v5")), to: &record)
+        try Data(bytes(seg) + record.prefix(10)).write(to: URL(fileURLWithPath: seg))
+        let results = RunChecker.check(runDirectory: run)
+        for r in results { #expect(r.passed, "\(r.name): \(r.evidence)") }
+        #expect(result(results, "files").notes.contains { $0.contains("torn record") })
+    }
+
+    @Test func aTruncationOfReportedCommittedEntriesIsRejected() throws {
+        let dir = makeTempDir("trunc")
+        defer { remove(dir) }
+        let run = dir + "/run"
+        try RunFixture.clean.write(to: run)
+        let ev = run + "/nodes/n2/events.jsonl"
+        let line = #"{"ts":"2025-01-01T00:00:09.000000Z","node":"n2","term":2,"event":"truncate","from":5}"# + "\n"
+        try Data(bytes(ev) + Array(line.utf8)).write(to: URL(fileURLWithPath: ev))
+        let r = result(RunChecker.check(runDirectory: run), "committed-entries")
+        #expect(r.evidence == ["n2 removed its entries from index 5 on (nodes/n2/events.jsonl line 10, term 2) after reporting commit index 6 (nodes/n2/events.jsonl line 9)"])
+    }
+
+    @Test func aWipedNodeWhoseEventsSurviveIsNotHeldToThem() throws {
+        let dir = makeTempDir("wiped")
+        defer { remove(dir) }
+        let run = dir + "/run"
+        try RunFixture.clean.write(to: run)
+        // As the harness wipes: everything but events.jsonl (n1 led term 1 and reported commit 6).
+        for name in ["meta", "log", "snapshot"] { remove(run + "/nodes/n1/" + name) }
+        let results = RunChecker.check(runDirectory: run)
+        for r in results { #expect(r.passed, "\(r.name): \(r.evidence)") }
+        #expect(result(results, "files").notes.contains { $0.contains("nodes/n1 holds no data (wiped)") })
+        #expect(result(results, "converged-state").notes.contains { $0.contains("n1's files no longer hold its state at index 6") })
+    }
+
+    @Test func convergedLinesParse() {
+        let results = RunChecker.check(runDirectory: fixture("runs/clean"))
+        #expect(result(results, "converged-state").notes.contains("1 converged lines in harness.log"))
+    }
+
+    @Test func resultsSerializeForTheReport() {
+        let r = CheckResult(name: "x", passed: false, evidence: ["a \"b\""], notes: [])
+        #expect(r.json.serialized == #"{"name":"x","passed":false,"evidence":["a \"b\""],"notes":[]}"#)
+    }
+}

@@ -1,0 +1,134 @@
+import Foundation
+import HarnessCheck
+import Raft
+import RaftStorage
+
+/// Writes the run directories of fixtures/runs/ (see fixtures/README.md) with the real
+/// storage code, through `NodeDataWriter`. Deterministic: fixed time stamps, and the same
+/// zlib gives the same snapshot bytes.
+///
+/// The story of `clean`: a cluster n1, n2, n3 (bootstrap snapshot at index 0); n1 leads
+/// term 1 and commits 1 noop, 2 put k1=v1, 3 put k2=v2, 4 put k1=v3; n3 snapshots at 4 and
+/// compacts its log; n1 is killed; n2 leads term 2 and commits 5 noop, 6 put k3=v4; n1 is
+/// restarted and catches up; every node reports commit index 6; `await converged` saw
+/// applied index 6 on all three. The other runs are this one with one thing planted.
+enum RunFixture: String, CaseIterable {
+    /// Every check holds.
+    case clean
+    /// n3's events also say it was leader in term 1, where n1 led.
+    case twoLeaders = "two-leaders"
+    /// n3 holds put k3=x9 in term 3 at index 6, which it reports committed; n1 and n2 hold
+    /// the acknowledged put k3=v4 of term 2 there.
+    case committedDiffers = "committed-entry-differs"
+    /// n3's snapshot at index 4 holds k1=v1, the value of the put at index 2: the
+    /// acknowledged put k1=v3 at index 4 is lost from its state.
+    case lostWrite = "lost-write"
+
+    static let configuration = Configuration(
+        voters: ["n1", "n2", "n3"], addresses: ["n1": "/tmp/run/n1.peer", "n2": "/tmp/run/n2.peer", "n3": "/tmp/run/n3.peer"])
+
+    static func ts(_ second: Int) -> String { String(format: "2025-01-01T00:00:%02d.000000Z", second) }
+
+    static let entries: [Entry] = [
+        Entry(index: 1, term: 1, type: .noop),
+        Entry(index: 2, term: 1, type: .command, payload: NodeDataWriter.put("k1", "v1")),
+        Entry(index: 3, term: 1, type: .command, payload: NodeDataWriter.put("k2", "v2")),
+        Entry(index: 4, term: 1, type: .command, payload: NodeDataWriter.put("k1", "v3")),
+        Entry(index: 5, term: 2, type: .noop),
+        Entry(index: 6, term: 2, type: .command, payload: NodeDataWriter.put("k3", "v4")),
+    ]
+    static let finalState = ["k1": "v3", "k2": "v2", "k3": "v4"]
+
+    /// Writes the run into `dir` (which must not exist yet).
+    func write(to dir: String) throws {
+        let fm = FileManager.default
+        try fm.createDirectory(atPath: dir + "/nodes", withIntermediateDirectories: true)
+        let c = Self.configuration
+        func start(_ w: NodeDataWriter, second: Int, term: Term = 0, last: UInt64 = 0, commit: UInt64 = 0, snap: UInt64 = 0) {
+            w.event("start", term: term, ts: Self.ts(second), [("lastIndex", .int(last)), ("commitIndex", .int(commit)), ("snapshotIndex", .int(snap))])
+            w.event("config", term: term, ts: Self.ts(second), [("index", .int(snap)), ("members", .strings(c.voters)), ("learners", .strings([])), ("phase", .string("committed"))])
+        }
+
+        // n1: leader of term 1, killed, restarted as a follower.
+        let n1 = try NodeDataWriter(directory: dir + "/nodes/n1", node: "n1")
+        _ = try n1.snapshot(index: 0, term: 0, configuration: c, state: [:], compact: false)
+        try n1.saveHardState(term: 1, votedFor: "n1")
+        try n1.append(Array(Self.entries[0..<4]))
+        try n1.saveHardState(term: 2, votedFor: "n2")
+        try n1.append(Array(Self.entries[4...]))
+        start(n1, second: 0)
+        n1.event("role", term: 0, ts: Self.ts(0), [("role", .string("follower"))])
+        n1.event("role", term: 1, ts: Self.ts(1), [("role", .string("candidate"))])
+        n1.event("vote", term: 1, ts: Self.ts(1), [("for", .string("n1"))])
+        n1.event("role", term: 1, ts: Self.ts(1), [("role", .string("leader"))])
+        n1.event("commit", term: 1, ts: Self.ts(2), [("index", .int(2))])
+        n1.event("commit", term: 1, ts: Self.ts(3), [("index", .int(4))])
+        start(n1, second: 6, term: 1, last: 4)
+        n1.event("role", term: 1, ts: Self.ts(6), [("role", .string("follower"))])
+        n1.event("vote", term: 2, ts: Self.ts(6), [("for", .string("n2"))])
+        n1.event("commit", term: 2, ts: Self.ts(7), [("index", .int(6))])
+        try n1.close()
+
+        // n2: follower in term 1, leader of term 2.
+        let n2 = try NodeDataWriter(directory: dir + "/nodes/n2", node: "n2")
+        _ = try n2.snapshot(index: 0, term: 0, configuration: c, state: [:], compact: false)
+        try n2.saveHardState(term: 2, votedFor: "n2")
+        try n2.append(Self.entries)
+        start(n2, second: 0)
+        n2.event("role", term: 0, ts: Self.ts(0), [("role", .string("follower"))])
+        n2.event("vote", term: 1, ts: Self.ts(1), [("for", .string("n1"))])
+        n2.event("commit", term: 1, ts: Self.ts(3), [("index", .int(4))])
+        n2.event("role", term: 2, ts: Self.ts(5), [("role", .string("candidate"))])
+        n2.event("vote", term: 2, ts: Self.ts(5), [("for", .string("n2"))])
+        n2.event("role", term: 2, ts: Self.ts(5), [("role", .string("leader"))])
+        n2.event("commit", term: 2, ts: Self.ts(6), [("index", .int(6))])
+        try n2.close()
+
+        // n3: follower throughout; snapshot at 4, log compacted through it.
+        let n3 = try NodeDataWriter(directory: dir + "/nodes/n3", node: "n3")
+        _ = try n3.snapshot(index: 0, term: 0, configuration: c, state: [:], compact: false)
+        try n3.saveHardState(term: self == .committedDiffers ? 3 : 2, votedFor: self == .committedDiffers ? "n3" : "n2")
+        try n3.append(Array(Self.entries[0..<4]))
+        let snapState = self == .lostWrite ? ["k1": "v1", "k2": "v2"] : ["k1": "v3", "k2": "v2"]
+        try n3.snapshot(index: 4, term: 1, configuration: c, state: snapState)
+        if self == .committedDiffers {
+            try n3.append([Self.entries[4], Entry(index: 6, term: 3, type: .command, payload: NodeDataWriter.put("k3", "x9"))])
+        } else {
+            try n3.append(Array(Self.entries[4...]))
+        }
+        start(n3, second: 0)
+        n3.event("role", term: 0, ts: Self.ts(0), [("role", .string("follower"))])
+        n3.event("vote", term: 1, ts: Self.ts(1), [("for", .string("n1"))])
+        if self == .twoLeaders { n3.event("role", term: 1, ts: Self.ts(2), [("role", .string("leader"))]) }
+        n3.event("commit", term: 1, ts: Self.ts(3), [("index", .int(4))])
+        n3.event("snapshot-taken", term: 1, ts: Self.ts(4), [("index", .int(4)), ("snapshotTerm", .int(1)), ("bytes", .int(0)), ("ms", .int(1))])
+        n3.event("vote", term: 2, ts: Self.ts(5), [("for", .string("n2"))])
+        n3.event("commit", term: self == .committedDiffers ? 3 : 2, ts: Self.ts(6), [("index", .int(6))])
+        try n3.close()
+
+        // history.jsonl: the four puts, each acknowledged.
+        var history = ""
+        let puts: [(Int, String, String, UInt64, UInt64)] = [(1, "k1", "v1", 2, 1), (2, "k2", "v2", 3, 1), (3, "k1", "v3", 4, 1), (5, "k3", "v4", 6, 2)]
+        for (second, key, value, index, term) in puts {
+            history += #"{"type":"invoke","op":"put","client":"c1","key":"\#(key)","value":"\#(value)","ts":"\#(Self.ts(second))"}"# + "\n"
+            history += #"{"type":"ok","op":"put","client":"c1","key":"\#(key)","value":"\#(value)","index":\#(index),"term":\#(term),"ts":"\#(Self.ts(second + 1))"}"# + "\n"
+        }
+        try Data(history.utf8).write(to: URL(fileURLWithPath: dir + "/history.jsonl"))
+
+        let digest = NodeDataWriter.digest(of: Self.finalState)
+        let log = [
+            "\(Self.ts(0)) cluster n1 n2 n3 ok 100ms",
+            "\(Self.ts(1)) await leader within 5s ok 900ms",
+            "\(Self.ts(4)) write 3 ok 2100ms",
+            "\(Self.ts(4)) kill leader as old ok 5ms",
+            "\(Self.ts(5)) await leader within 5s ok 700ms",
+            "\(Self.ts(6)) write 1 ok 300ms",
+            "\(Self.ts(6)) start $old ok 50ms",
+            "\(Self.ts(8)) await converged within 10s ok 1200ms",
+            "\(Self.ts(8)) converged applied=6 digest=\(digest) nodes=n1,n2,n3",
+        ].map { $0 + "\n" }.joined()
+        try Data(log.utf8).write(to: URL(fileURLWithPath: dir + "/harness.log"))
+        let report = #"{"scenario":"\#(rawValue)","seed":1,"verdict":"\#(self == .clean ? "pass" : "fail")","checks":[],"ms":8000}"# + "\n"
+        try Data(report.utf8).write(to: URL(fileURLWithPath: dir + "/report.json"))
+    }
+}
