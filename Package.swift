@@ -79,7 +79,15 @@ let package = Package(
             dependencies: ["RaftNode", "Raft", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         // Scenario language and engine (`harness`); the checker is HarnessCheck.
-        .target(name: "Harness", dependencies: ["Raft"]),
+        .target(
+            name: "Harness",
+            dependencies: [
+                "Raft",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            ]
+        ),
         .testTarget(name: "HarnessTests", dependencies: ["Harness"]),
         // The checker of SPEC section 3 and `harness inspect`: reads a run's files only.
         .target(name: "HarnessCheck", dependencies: ["Raft", "RaftStorage", "RaftNode"]),

@@ -1,4 +1,5 @@
 import Foundation
+import NIOConcurrencyHelpers
 import Raft
 
 /// Where a run writes what happened: `harness.log` (a line per step) and `history.jsonl`
@@ -200,7 +201,14 @@ public final class Engine {
                 invoke(key: key, value: value)
                 let backend = self.backend
                 let timeout = defaultTimeoutMs
-                tasks.append(Task { await backend.put(n, key: key, value: value, timeoutMs: timeout) })
+                let finished = self.finished
+                let id = "\(batch)#\(tasks.count)"
+                tasks.append(
+                    Task {
+                        let outcome = await backend.put(n, key: key, value: value, timeoutMs: timeout)
+                        finished.withLockedValue { $0[id] = outcome }
+                        return outcome
+                    })
                 // Outcomes are recorded when awaited.
                 pendingRecords.append((key, value, tasks.count - 1, batch))
             }
@@ -223,9 +231,9 @@ public final class Engine {
             let tasks = batches[batch] ?? []
             try await Task.sleep(for: .milliseconds(forMs))
             var acked = 0
-            for (i, t) in tasks.enumerated() {
+            for i in tasks.indices {
                 // Those still out after the wait are left to finish; only what ended counts.
-                let outcome = await Self.valueIfDone(t)
+                let outcome = finished.withLockedValue { $0["\(batch)#\(i)"] }
                 if let outcome {
                     record(batch: batch, index: i, outcome)
                     if case .ok = outcome { acked += 1 }
@@ -305,18 +313,9 @@ public final class Engine {
         complete(key: r.key, value: r.value, outcome)
     }
 
-    static func valueIfDone(_ task: Task<WriteOutcome, Never>) async -> WriteOutcome? {
-        await withTaskGroup(of: WriteOutcome?.self) { group in
-            group.addTask { await task.value }
-            group.addTask {
-                try? await Task.sleep(for: .milliseconds(1))
-                return nil
-            }
-            let first = await group.next() ?? nil
-            group.cancelAll()
-            return first
-        }
-    }
+    /// Outcomes of submitted puts that have ended, by "batch#index": a task's value cannot
+    /// be awaited with a time limit (awaiting it is not cancellable).
+    let finished = NIOLockedValueBox<[String: WriteOutcome]>([:])
 
     func apply(setting key: String, _ value: String) {
         switch ScenarioSetting(rawValue: key) {

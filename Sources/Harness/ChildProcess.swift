@@ -1,0 +1,113 @@
+import Foundation
+
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Darwin)
+    import Darwin
+#endif
+
+/// A child process started by the harness.
+///
+/// Its standard input is a pipe whose write end only the harness holds (close-on-exec, so
+/// no other child inherits it): started with `--exit-on-stdin-close`, the child ends when
+/// the harness ends by any path, a crash included. Its stdout and stderr are appended to a
+/// file. It runs in its own process group, so a Ctrl-C at the terminal reaches the harness
+/// alone, which then ends its children itself.
+private let spawnLock = NSLock()
+
+struct ChildProcess: Sendable {
+    var pid: pid_t
+    /// The write end of the child's stdin; closed once the child has exited.
+    var stdinWriteEnd: Int32
+
+    struct SpawnError: Error, CustomStringConvertible {
+        var description: String
+    }
+
+    static func spawn(path: String, arguments: [String], output: String) throws(SpawnError) -> ChildProcess {
+        var fds: [Int32] = [-1, -1]
+        // pipe2 is not visible from Swift on Linux: pipe, then close-on-exec, under a lock
+        // so that no other spawn of this process can inherit the ends in between.
+        spawnLock.lock()
+        defer { spawnLock.unlock() }
+        guard pipe(&fds) == 0 else { throw SpawnError(description: "pipe: \(String(cString: strerror(errno)))") }
+        _ = fcntl(fds[0], F_SETFD, FD_CLOEXEC)
+        _ = fcntl(fds[1], F_SETFD, FD_CLOEXEC)
+        let out = open(output, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
+        guard out >= 0 else {
+            let e = errno
+            close(fds[0])
+            close(fds[1])
+            throw SpawnError(description: "cannot open \(output): \(String(cString: strerror(e)))")
+        }
+        defer {
+            close(out)
+            close(fds[0])
+        }
+
+        #if canImport(Glibc)
+            var actions = posix_spawn_file_actions_t()
+            var attr = posix_spawnattr_t()
+        #else
+            var actions: posix_spawn_file_actions_t?
+            var attr: posix_spawnattr_t?
+        #endif
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_adddup2(&actions, fds[0], 0)
+        posix_spawn_file_actions_adddup2(&actions, out, 1)
+        posix_spawn_file_actions_adddup2(&actions, out, 2)
+
+        posix_spawnattr_init(&attr)
+        defer { posix_spawnattr_destroy(&attr) }
+        posix_spawnattr_setpgroup(&attr, 0)
+        // The harness ignores or handles some signals itself; the child starts with defaults.
+        var defaults = sigset_t()
+        sigemptyset(&defaults)
+        for s in [SIGINT, SIGTERM, SIGPIPE, SIGHUP, SIGQUIT, SIGCHLD, SIGUSR1, SIGUSR2] { sigaddset(&defaults, s) }
+        posix_spawnattr_setsigdefault(&attr, &defaults)
+        var mask = sigset_t()
+        sigemptyset(&mask)
+        posix_spawnattr_setsigmask(&attr, &mask)
+        posix_spawnattr_setflags(&attr, Int16(POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK))
+
+        let argv: [UnsafeMutablePointer<CChar>?] = ([path] + arguments).map { strdup($0) } + [nil]
+        defer { for p in argv { free(p) } }
+        var pid: pid_t = 0
+        let rc = posix_spawn(&pid, path, &actions, &attr, argv, environ)
+        guard rc == 0 else {
+            close(fds[1])
+            throw SpawnError(description: "cannot start \(path): \(String(cString: strerror(rc)))")
+        }
+        return ChildProcess(pid: pid, stdinWriteEnd: fds[1])
+    }
+
+    func signal(_ sig: Int32) {
+        _ = kill(pid, sig)
+    }
+
+    /// How the child ended, if it has (it is then reaped); nil while it runs.
+    func reap() -> String? {
+        var status: Int32 = 0
+        let r = waitpid(pid, &status, WNOHANG)
+        if r == 0 { return nil }
+        if r < 0 { return errno == ECHILD ? "gone" : nil }
+        return Self.describe(status)
+    }
+
+    /// Waits for the child to end (reaping it).
+    func waitBlocking() -> String {
+        var status: Int32 = 0
+        while true {
+            let r = waitpid(pid, &status, 0)
+            if r == pid { return Self.describe(status) }
+            if r < 0 && errno != EINTR { return "gone" }
+        }
+    }
+
+    static func describe(_ status: Int32) -> String {
+        let low = status & 0x7f
+        if low == 0 { return "exit \((status >> 8) & 0xff)" }
+        return "signal \(low)"
+    }
+}

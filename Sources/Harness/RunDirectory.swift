@@ -1,0 +1,122 @@
+import Foundation
+import NIOConcurrencyHelpers
+
+/// Writes a run's `harness.log` and `history.jsonl` (SPEC section 3), each line flushed as
+/// it is written, so that a run cut short still leaves what happened up to then.
+public final class RunDirectoryRecorder: RunRecorder, Sendable {
+    public let directory: String
+    private let files: NIOLockedValueBox<(log: FileHandle, history: FileHandle)>
+
+    public init(directory: String) throws {
+        self.directory = directory
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        func open(_ name: String) throws -> FileHandle {
+            let path = directory + "/" + name
+            guard FileManager.default.createFile(atPath: path, contents: nil) else {
+                throw ProcessBackend.Failure("cannot create \(path)")
+            }
+            return try FileHandle(forWritingTo: URL(fileURLWithPath: path))
+        }
+        files = NIOLockedValueBox((try open("harness.log"), try open("history.jsonl")))
+    }
+
+    public func log(_ line: String) {
+        files.withLockedValue { try? $0.log.write(contentsOf: Data((line + "\n").utf8)) }
+    }
+
+    /// One history line; `index` and `term` are written as numbers, `ts` is added.
+    public func history(_ fields: [(String, String)]) {
+        var parts: [String] = []
+        for (k, v) in fields {
+            if (k == "index" || k == "term"), UInt64(v) != nil {
+                parts.append(jsonString(k) + ":" + v)
+            } else {
+                parts.append(jsonString(k) + ":" + jsonString(v))
+            }
+        }
+        parts.append(#""ts":"# + jsonString(timestamp()))
+        let line = "{" + parts.joined(separator: ",") + "}\n"
+        files.withLockedValue { try? $0.history.write(contentsOf: Data(line.utf8)) }
+    }
+
+    public func close() {
+        files.withLockedValue {
+            try? $0.log.close()
+            try? $0.history.close()
+        }
+    }
+}
+
+/// UTC, RFC 3339 with microseconds (as events.jsonl).
+public func timestamp(_ date: Date = Date()) -> String {
+    var t = timespec()
+    clock_gettime(CLOCK_REALTIME, &t)
+    var seconds = time_t(t.tv_sec)
+    var parts = tm()
+    gmtime_r(&seconds, &parts)
+    return String(
+        format: "%04d-%02d-%02dT%02d:%02d:%02d.%06dZ", Int(parts.tm_year) + 1900, Int(parts.tm_mon) + 1, Int(parts.tm_mday),
+        Int(parts.tm_hour), Int(parts.tm_min), Int(parts.tm_sec), Int(t.tv_nsec / 1000))
+}
+
+/// `report.json`: `{"scenario":..,"seed":..,"verdict":"pass"|"fail","checks":[..],"ms":..}`;
+/// each check `{"name":..,"passed":..,"evidence":[..],"notes":[..]}`.
+public struct RunReport: Sendable {
+    public struct Check: Sendable {
+        public var name: String
+        public var passed: Bool
+        public var evidence: [String]
+        public var notes: [String]
+
+        public init(name: String, passed: Bool, evidence: [String] = [], notes: [String] = []) {
+            self.name = name
+            self.passed = passed
+            self.evidence = evidence
+            self.notes = notes
+        }
+    }
+
+    public var scenario: String
+    public var seed: UInt64
+    public var checks: [Check]
+    public var ms: Int
+
+    public init(scenario: String, seed: UInt64, checks: [Check], ms: Int) {
+        self.scenario = scenario
+        self.seed = seed
+        self.checks = checks
+        self.ms = ms
+    }
+
+    public var passed: Bool { checks.allSatisfy(\.passed) }
+
+    public var json: String {
+        func list(_ xs: [String]) -> String { "[" + xs.map(jsonString).joined(separator: ",") + "]" }
+        let checks = checks.map {
+            "{" + #""name":"# + jsonString($0.name) + #","passed":"# + ($0.passed ? "true" : "false") + #","evidence":"#
+                + list($0.evidence) + #","notes":"# + list($0.notes) + "}"
+        }
+        return "{" + #""scenario":"# + jsonString(scenario) + #","seed":"# + "\(seed)" + #","verdict":"#
+            + (passed ? #""pass""# : #""fail""#) + #","checks":["# + checks.joined(separator: ",") + #"],"ms":"# + "\(ms)}\n"
+    }
+
+    public func write(to directory: String) throws {
+        try Data(json.utf8).write(to: URL(fileURLWithPath: directory + "/report.json"))
+    }
+}
+
+/// Counts from the nodes' events.jsonl files of a run: snapshots installed and elections
+/// won (role events to leader).
+public func runCounts(_ runDirectory: String) -> (snapshotsInstalled: Int, elections: Int) {
+    let nodes = runDirectory + "/nodes"
+    var installed = 0
+    var elections = 0
+    for n in (try? FileManager.default.contentsOfDirectory(atPath: nodes)) ?? [] {
+        guard let text = try? String(contentsOfFile: nodes + "/" + n + "/events.jsonl", encoding: .utf8) else { continue }
+        for line in text.split(separator: "\n") {
+            if line.contains(#""event":"snapshot-installed""#) { installed += 1 }
+            if line.contains(#""event":"role""#) && line.contains(#""role":"leader""#) { elections += 1 }
+        }
+    }
+    return (installed, elections)
+}
