@@ -22,6 +22,7 @@ let package = Package(
         // Run by the crash tests of RaftStorageTests, which find it beside the test bundle.
         .executable(name: "storage-crash-child", targets: ["StorageCrashChild"]),
         .executable(name: "raft-node", targets: ["RaftNodeCLI"]),
+        .executable(name: "harness", targets: ["HarnessCLI"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -87,6 +88,10 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             ]
+        ),
+        .executableTarget(
+            name: "HarnessCLI",
+            dependencies: ["Harness", "HarnessCheck", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         .testTarget(name: "HarnessTests", dependencies: ["Harness"]),
         // The checker of SPEC section 3 and `harness inspect`: reads a run's files only.
