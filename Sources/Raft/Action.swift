@@ -39,8 +39,10 @@ public enum Action: Sendable, Hashable {
 
 /// What a core reports of itself, for the events file and the logs.
 public enum Observation: Sendable, Hashable {
-    case role(Role, leader: NodeID?)
-    case vote(for: NodeID)
+    /// The node's role or leader changed, in `term` (the term when it happened: a shell that
+    /// writes observations after a batch of steps may be in a later one by then).
+    case role(Role, leader: NodeID?, term: Term)
+    case vote(for: NodeID, term: Term)
     case truncate(from: LogIndex)
     case commit(LogIndex)
     case config(index: LogIndex, Configuration, committed: Bool)

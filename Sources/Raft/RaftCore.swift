@@ -228,7 +228,7 @@ public struct RaftCore: Sendable {
         let changed = newRole != role || newLeader != leader
         role = newRole
         leader = newLeader
-        if changed { actions.append(.observe(.role(newRole, leader: newLeader))) }
+        if changed { actions.append(.observe(.role(newRole, leader: newLeader, term: term))) }
     }
 
     private mutating func persistHardState() {
@@ -273,7 +273,7 @@ public struct RaftCore: Sendable {
             term += 1
             votedFor = id
             persistHardState()
-            actions.append(.observe(.vote(for: id)))
+            actions.append(.observe(.vote(for: id, term: term)))
             voteTerm = term
             setRole(.candidate, leader: nil)
         }
@@ -450,7 +450,7 @@ public struct RaftCore: Sendable {
         }
         votedFor = m.from
         persistHardState()
-        actions.append(.observe(.vote(for: m.from)))
+        actions.append(.observe(.vote(for: m.from, term: term)))
         resetElectionTimer()
         send(to: m.from, .requestVoteResponse(granted: true, preVote: false))
     }

@@ -368,14 +368,14 @@ public final class Simulation {
     private func observe(_ o: Observation, on node: inout SimulatedNode) {
         guard let core = node.core else { return }
         switch o {
-        case .role(.leader, _):
+        case .role(.leader, _, let term):
             result.elections += 1
-            log("\(node.id) leads term \(core.term)")
-            invariants.leaderElected(node.id, term: core.term, log: core.log, time: now)
+            log("\(node.id) leads term \(term)")
+            invariants.leaderElected(node.id, term: term, log: core.log, time: now)
             if faultsOn && options.crashes && rng.chance(options.newLeaderCrashRate) {
                 queue.push(.crash(node.id, incarnation: node.incarnation), at: now + Int.random(in: 2...3 * options.maxDelay, using: &rng))
             }
-        case .role(let role, let leader):
+        case .role(let role, let leader, _):
             log("\(node.id) is \(role.rawValue) in term \(core.term), leader \(leader ?? "-")")
         case .commit(let index):
             invariants.committed(upTo: index, from: commitSeen[node.id] ?? 0, log: core.log, by: node.id, time: now)

@@ -95,7 +95,7 @@ struct MembershipTests {
         #expect(cluster["n4"].log.lastIndex == cluster["n1"].log.lastIndex)
         // It was a learner first, and caught up before its promotion was appended.
         let roles = cluster.node("n4").observations.compactMap { o -> Role? in
-            if case let .role(r, _) = o { return r }
+            if case let .role(r, _, _) = o { return r }
             return nil
         }
         #expect(roles.firstIndex(of: .learner) != nil)
