@@ -19,8 +19,9 @@ public struct Settings: Sendable, Hashable {
     public var snapshotTrailing: Int = 200
     /// Bytes of a SnapshotRecoveryRequest chunk.
     public var snapshotChunkSize: Int = 64 << 10
-    /// Chunks in flight during a snapshot transfer.
-    public var snapshotWindow: Int = 4
+    /// Chunks in flight during a snapshot transfer: 16 of 64 KiB keep a link busy at a
+    /// round trip of several milliseconds, and bound what a transfer queues to 1 MiB.
+    public var snapshotWindow: Int = 16
     /// A follower polls its peers (PreVote) before it raises its term.
     public var preVote: Bool = true
     /// A leader that has not heard from a majority within an election timeout steps down,

@@ -472,7 +472,9 @@ final class NodeLoop {
         let started = receiveStarted
         Thread.detachNewThread {
             do {
-                let reader = try SnapshotStore(directory: directory).reader(for: installed)
+                // install() checked the body's checksum a moment ago; inflating checks the
+                // rest (zlib's own checksum and the declared state size).
+                let reader = try SnapshotStore(directory: directory).reader(for: installed, verifyBody: false)
                 let restored = try NodeLoop.restore(reader)
                 mailbox.post(.snapshotRestored(installed, restored, ms: Self.ms(since: started)))
             } catch {
@@ -501,10 +503,10 @@ final class NodeLoop {
 
     func observe(_ o: Observation) {
         switch o {
-        case let .role(role, _):
-            events.write("role", term: core.term, [("role", .string(roleName(role)))] + (role == .preCandidate ? [("preVote", .bool(true))] : []))
-        case let .vote(candidate):
-            events.write("vote", term: core.term, [("for", .string(candidate))])
+        case let .role(role, _, term):
+            events.write("role", term: term, [("role", .string(roleName(role)))] + (role == .preCandidate ? [("preVote", .bool(true))] : []))
+        case let .vote(candidate, term):
+            events.write("vote", term: term, [("for", .string(candidate))])
         case let .truncate(from):
             events.write("truncate", term: core.term, [("from", .int(Int64(from)))])
         case let .commit(index):
