@@ -245,7 +245,8 @@ public final class Engine {
             let n = try await resolve(ref)
             let answer = try await backend.request(n, #"{"op":"snapshot"}"#, timeoutMs: defaultTimeoutMs)
             return "\(n) at \(answer["index"] ?? "?")"
-        case let .add(name):
+        case let .add(ref):
+            let name = try await resolve(ref)
             let address = try await backend.startJoining(name, settings: settings)
             let json = #"{"op":"add","node":"\#(name)","address":"\#(address)"}"#
             let answer = try await leaderRequest(json)
@@ -284,6 +285,14 @@ public final class Engine {
             return ""
         case let .awaitConverged(within):
             return try await awaitConverged(withinMs: within)
+        case let .awaitSnapshotting(ref, within):
+            let n = try await resolve(ref)
+            let deadline = ContinuousClock.now + .milliseconds(within)
+            while true {
+                if let s = await backend.status(n), s.role == "snapshotting" { return n }
+                guard ContinuousClock.now < deadline else { throw Failure("\(n) received no snapshot within \(within)ms") }
+                try await Task.sleep(for: .milliseconds(5))
+            }
         case let .expectSnapshot(ref, what):
             let n = try await resolve(ref)
             let lines = backend.events(n)
@@ -337,8 +346,14 @@ public final class Engine {
         writeSeq += 1
         let key = "k\(writeSeq % 97)"
         let stamp = "w\(writeSeq)-"
-        let filler = String(repeating: "x", count: max(0, valueSize - stamp.count))
-        return (key, String((stamp + filler).prefix(max(valueSize, stamp.count))))
+        // Seeded letters, so that values compress about as text does and snapshots have
+        // a realistic size.
+        var filler = ""
+        filler.reserveCapacity(max(0, valueSize - stamp.count))
+        for _ in 0..<max(0, valueSize - stamp.count) {
+            filler.unicodeScalars.append(Unicode.Scalar(UInt8(ascii: "a") + UInt8(rng.next() % 26)))
+        }
+        return (key, stamp + filler)
     }
 
     func invoke(key: String, value: String) {

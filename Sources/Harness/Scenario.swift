@@ -59,13 +59,17 @@ public indirect enum Step: Sendable, Hashable {
     case awaitCommitted(batch: String, withinMs: Int)
     case awaitNotCommitted(batch: String, forMs: Int)
     case snapshot(NodeRef)
-    case add(String)
+    /// Starts a node with empty data and adds it through the leader: a new name, or a
+    /// variable bound to a node removed before (added back under its name).
+    case add(NodeRef)
     case remove(NodeRef)
     case sleep(ms: Int)
     case awaitLeader(among: [NodeRef], withinMs: Int, binding: String?)
     case expectLeader(NodeRef)
     case awaitNoLeader(among: [NodeRef], forMs: Int)
     case awaitConverged(withinMs: Int)
+    /// NODE is receiving a snapshot (its role is `snapshotting`): to cut a transfer midway.
+    case awaitSnapshotting(NodeRef, withinMs: Int)
     case expectSnapshot(NodeRef, SnapshotExpectation)
     case `repeat`(Int, [Located])
     case check
@@ -229,9 +233,9 @@ public struct ScenarioParser {
         case "snapshot": step = .snapshot(try nodeRef(&words))
         case "remove": step = .remove(try nodeRef(&words))
         case "add":
-            let name = try words.expectWord("a node name")
-            guard isNodeName(name) else { throw error(line, "'\(name)' is not a node name ([a-z][a-z0-9-]*)") }
-            step = .add(name)
+            guard let name = words.peek() else { throw error(line, "expected a node name after 'add'") }
+            guard name.hasPrefix("$") || isNodeName(name) else { throw error(line, "'\(name)' is not a node name ([a-z][a-z0-9-]*)") }
+            step = .add(try nodeRef(&words, allowBinding: false))
         case "partition":
             var groups: [[NodeRef]] = [[]]
             while words.peek() != nil {
@@ -304,7 +308,7 @@ public struct ScenarioParser {
     }
 
     private mutating func parseAwait(_ words: inout Words, line: Int) throws(ScenarioError) -> Step {
-        let what = try words.expectWord("leader, no-leader, converged, committed or not-committed")
+        let what = try words.expectWord("leader, no-leader, converged, snapshotting, committed or not-committed")
         switch what {
         case "leader":
             var among: [NodeRef] = []
@@ -336,6 +340,10 @@ public struct ScenarioParser {
         case "converged":
             try words.expect("within")
             return .awaitConverged(withinMs: try words.expectDuration())
+        case "snapshotting":
+            let node = try nodeRef(&words, allowBinding: false)
+            try words.expect("within")
+            return .awaitSnapshotting(node, withinMs: try words.expectDuration())
         case "committed":
             let batch = try words.expectWord("a batch name")
             guard batches.contains(batch) else { throw error(line, "no batch '\(batch)' was submitted before this step") }
@@ -347,7 +355,7 @@ public struct ScenarioParser {
             try words.expect("for")
             return .awaitNotCommitted(batch: batch, forMs: try words.expectDuration())
         default:
-            throw error(line, "unknown 'await \(what)'; expected leader, no-leader, converged, committed or not-committed")
+            throw error(line, "unknown 'await \(what)'; expected leader, no-leader, converged, snapshotting, committed or not-committed")
         }
     }
 

@@ -102,6 +102,13 @@ struct ScenarioParserTests {
         #expect(e.description.hasPrefix("t.scenario:\(line): "))
     }
 
+    @Test("add takes a variable bound to a removed node; await snapshotting names a node")
+    func addAgainAndAwaitSnapshotting() throws {
+        let s = try parse("cluster n1 n2 n3\nkill follower as f\nwipe $f\nremove $f\nadd $f\nawait snapshotting $f within 5s")
+        #expect(s.steps[4].step == .add(NodeRef(selector: .variable("f"))))
+        #expect(s.steps[5].step == .awaitSnapshotting(NodeRef(selector: .variable("f")), withinMs: 5000))
+    }
+
     @Test("A node declared by add may be named before its add")
     func addDeclaresNodes() throws {
         let s = try parse("cluster n1 n2 n3\nrepeat 2\nstart n4\nend\nadd n4")
