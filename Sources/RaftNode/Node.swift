@@ -21,20 +21,36 @@ enum Input: Sendable {
 
 /// A queue of inputs with a wake-up, shared by the NIO threads and the loop.
 final class Mailbox: Sendable {
-    private let inputs = NIOLockedValueBox<[Input]>([])
+    private let inputs = NIOLockedValueBox<(queued: [Input], closed: Bool)>(([], false))
     private let wake = DispatchSemaphore(value: 0)
 
-    func post(_ input: Input) {
-        inputs.withLockedValue { $0.append(input) }
-        wake.signal()
+    /// Queues `input`; false once the mailbox is closed (the loop has ended).
+    @discardableResult
+    func post(_ input: Input) -> Bool {
+        let accepted = inputs.withLockedValue { box -> Bool in
+            guard !box.closed else { return false }
+            box.queued.append(input)
+            return true
+        }
+        if accepted { wake.signal() }
+        return accepted
     }
 
     /// Waits until something is posted or `deadline`, then takes everything.
     func take(waitingUntil deadline: DispatchTime) -> [Input] {
         _ = wake.wait(timeout: deadline)
-        return inputs.withLockedValue { all in
-            defer { all.removeAll(keepingCapacity: true) }
-            return all
+        return inputs.withLockedValue { box in
+            defer { box.queued.removeAll(keepingCapacity: true) }
+            return box.queued
+        }
+    }
+
+    /// Refuses every later post and returns what is still queued.
+    func close() -> [Input] {
+        inputs.withLockedValue { box in
+            box.closed = true
+            defer { box.queued.removeAll() }
+            return box.queued
         }
     }
 }
@@ -70,7 +86,11 @@ public enum NodeRuntime {
         let server: ClientServer
         do {
             server = try await ClientServer.start(
-                path: options.clientSocket, group: group, submit: { mailbox.post(.client($0)) },
+                path: options.clientSocket, group: group,
+                submit: { request in
+                    // Read after the loop has ended: nothing will carry it out.
+                    if !mailbox.post(.client(request)) { request.connection.fail(request.id, "shutting-down") }
+                },
                 onError: { what, detail in mailbox.post(.error(what: what, detail: detail)) })
         } catch {
             await transport.shutdown()
@@ -99,6 +119,9 @@ public enum NodeRuntime {
             thread.name = "raft-node loop"
             thread.start()
         }
+        // The last answers were written from the loop's thread; each connection's event loop
+        // sends them. Let every event loop run what was queued before the process exits.
+        for loop in group.makeIterator() { try? await loop.submit {}.get() }
         await server.close()
         await transport.shutdown()
         unlink(options.clientSocket)
@@ -202,8 +225,11 @@ final class NodeLoop {
         while stopReason == nil {
             let inputs = mailbox.take(waitingUntil: DispatchTime(uptimeNanoseconds: nextTick))
             for input in inputs {
-                handle(input)
-                if stopReason != nil { break }
+                if stopReason != nil {
+                    refuse(input)
+                } else {
+                    handle(input)
+                }
             }
             let now = DispatchTime.now().uptimeNanoseconds
             if now >= nextTick {
@@ -591,8 +617,15 @@ final class NodeLoop {
         }
     }
 
+    /// An input that arrives after the stop: a client request is answered shutting-down
+    /// (nothing was done for it); anything else is dropped.
+    func refuse(_ input: Input) {
+        if case let .client(request) = input { request.connection.fail(request.id, "shutting-down") }
+    }
+
     func shutdown() {
         carryOut()
+        for input in mailbox.close() { refuse(input) }
         for p in pendingWrites.values { p.request.connection.fail(p.request.id, "shutting-down") }
         for p in pendingChanges { p.request.connection.fail(p.request.id, "shutting-down") }
         for p in pendingSnapshots { p.request.connection.fail(p.request.id, "shutting-down") }
