@@ -100,5 +100,7 @@ let package = Package(
         .testTarget(name: "RaftStorageTests", dependencies: ["RaftStorage", "Raft"]),
         .testTarget(name: "RaftTests", dependencies: ["Raft"]),
         .testTarget(name: "RaftSimulationTests", dependencies: ["RaftSimulation", "Raft"]),
+        // Starts real raft-node processes (the built binary, found beside the test bundle).
+        .testTarget(name: "RaftNodeTests", dependencies: ["RaftNode", "Raft"]),
     ]
 )
