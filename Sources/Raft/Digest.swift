@@ -6,10 +6,24 @@ public struct StableHash: Sendable {
     public init() {}
 
     public mutating func combine(_ bytes: some Sequence<UInt8>) {
+        // Contiguous bytes (arrays, native strings' UTF-8) go through a plain pointer loop:
+        // the same hash, several times faster than generic iteration over 64 KiB values.
+        if bytes.withContiguousStorageIfAvailable({ combine(UnsafeRawBufferPointer($0)) }) != nil { return }
+        var v = value
         for b in bytes {
-            value ^= UInt64(b)
-            value &*= 0x0000_0100_0000_01b3
+            v ^= UInt64(b)
+            v &*= 0x0000_0100_0000_01b3
         }
+        value = v
+    }
+
+    public mutating func combine(_ buffer: UnsafeRawBufferPointer) {
+        var v = value
+        for b in buffer {
+            v ^= UInt64(b)
+            v &*= 0x0000_0100_0000_01b3
+        }
+        value = v
     }
 
     public mutating func combine(_ v: UInt64) {
@@ -18,7 +32,8 @@ public struct StableHash: Sendable {
 
     public mutating func combine(_ s: String) {
         combine(UInt64(s.utf8.count))
-        combine(s.utf8)
+        var s = s
+        s.withUTF8 { combine(UnsafeRawBufferPointer($0)) }
     }
 
     /// The hash, with a final avalanche so that nearby inputs give distant outputs.
