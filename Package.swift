@@ -83,7 +83,7 @@ let package = Package(
         .target(
             name: "Harness",
             dependencies: [
-                "Raft",
+                "Raft", "RaftNode",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),

@@ -1,6 +1,7 @@
 import Foundation
 import NIOCore
 import NIOPosix
+import RaftNode
 
 /// One request over a node's client socket (SPEC section 5): connect, send a JSON line, read
 /// the first answer line, close. One request a connection.
@@ -89,23 +90,5 @@ private final class AnswerHandler: ChannelInboundHandler {
     }
 }
 
-/// A JSON string literal.
-func jsonString(_ s: String) -> String {
-    var out = "\""
-    for u in s.unicodeScalars {
-        switch u {
-        case "\"": out += "\\\""
-        case "\\": out += "\\\\"
-        case "\n": out += "\\n"
-        case "\r": out += "\\r"
-        case "\t": out += "\\t"
-        default:
-            if u.value < 0x20 {
-                out += String(format: "\\u%04x", u.value)
-            } else {
-                out.unicodeScalars.append(u)
-            }
-        }
-    }
-    return out + "\""
-}
+/// A JSON string literal (the same quoting as the node's own JSON).
+func jsonString(_ s: String) -> String { JSONValue.quote(s) }

@@ -71,7 +71,8 @@ public enum JSONValue: Sendable, Hashable {
         }
     }
 
-    static func quote(_ s: String) -> String {
+    /// `s` as a JSON string literal.
+    public static func quote(_ s: String) -> String {
         var out = "\""
         for u in s.unicodeScalars {
             switch u {
