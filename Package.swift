@@ -93,7 +93,7 @@ let package = Package(
             name: "HarnessCLI",
             dependencies: ["Harness", "HarnessCheck", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
-        .testTarget(name: "HarnessTests", dependencies: ["Harness"]),
+        .testTarget(name: "HarnessTests", dependencies: ["Harness", "RaftNode"]),
         // The checker of SPEC section 3 and `harness inspect`: reads a run's files only.
         .target(name: "HarnessCheck", dependencies: ["Raft", "RaftStorage", "RaftNode"]),
         .testTarget(name: "HarnessCheckTests", dependencies: ["HarnessCheck", "Raft", "RaftStorage"]),

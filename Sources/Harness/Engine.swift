@@ -1,6 +1,7 @@
 import Foundation
 import NIOConcurrencyHelpers
 import Raft
+import RaftNode
 
 /// Where a run writes what happened: `harness.log` (a line per step) and `history.jsonl`
 /// (a line when each client operation is invoked and one when it ends), SPEC section 3.

@@ -1,3 +1,5 @@
+import RaftNode
+
 // Harness runs scenario files against a cluster and checks the run from the nodes' files.
 //
 //   Scenario.swift   the scenario language (SPEC section 2): steps, and a parser that
@@ -120,29 +122,6 @@ public enum ScenarioSetting: String, Sendable, CaseIterable {
     var isSize: Bool { self == .snapshotChunk || self == .valueSize }
 }
 
-/// "150ms", "2s", "1m" -> milliseconds.
-public func parseDuration(_ s: String) -> Int? {
-    for (suffix, factor) in [("ms", 1), ("s", 1000), ("m", 60_000)] where s.hasSuffix(suffix) {
-        let number = s.dropLast(suffix.count)
-        if let n = Int(number), n >= 0, !number.hasPrefix("+") { return n * factor }
-    }
-    return nil
-}
-
-/// "65536", "64KiB", "1MiB", "100B" -> bytes.
-public func parseSize(_ s: String) -> Int? {
-    for (suffix, factor) in [("KiB", 1024), ("MiB", 1 << 20), ("B", 1), ("", 1)] where s.hasSuffix(suffix) {
-        if let n = Int(s.dropLast(suffix.count)), n >= 0 { return n * factor }
-    }
-    return nil
-}
-
-/// Node names: `[a-z][a-z0-9-]*`.
-public func isNodeName(_ s: String) -> Bool {
-    guard let first = s.unicodeScalars.first, ("a"..."z").contains(first) else { return false }
-    return s.unicodeScalars.allSatisfy { ("a"..."z").contains($0) || ("0"..."9").contains($0) || $0 == "-" }
-}
-
 /// Parses scenario text. Everything that can be checked before a run is: unknown steps and
 /// settings, bad numbers and durations, nodes never declared, variables never bound,
 /// batches never submitted, `repeat` without `end`.
@@ -166,7 +145,7 @@ public struct ScenarioParser {
         // Names are declared by `cluster` and `add` anywhere in the file, so that a step may
         // name a node added later (`start n4` after `add n4` in an earlier repeat, say).
         for l in parser.lines where l.words.first == "cluster" || l.words.first == "add" {
-            for name in l.words.dropFirst() where isNodeName(name) && !parser.declared.contains(name) {
+            for name in l.words.dropFirst() where isValidNodeName(name) && !parser.declared.contains(name) {
                 parser.declared.insert(name)
                 parser.order.append(name)
             }
@@ -220,7 +199,7 @@ public struct ScenarioParser {
         case "cluster":
             let names = words.rest()
             guard !names.isEmpty else { throw error(line, "'cluster' needs at least one node") }
-            for n in names where !isNodeName(n) { throw error(line, "'\(n)' is not a node name ([a-z][a-z0-9-]*)") }
+            for n in names where !isValidNodeName(n) { throw error(line, "'\(n)' is not a node name ([a-z][a-z0-9-]*)") }
             guard Set(names).count == names.count else { throw error(line, "a node is named twice") }
             step = .cluster(names)
         case "start": step = .start(try nodeRef(&words))
@@ -234,7 +213,7 @@ public struct ScenarioParser {
         case "remove": step = .remove(try nodeRef(&words))
         case "add":
             guard let name = words.peek() else { throw error(line, "expected a node name after 'add'") }
-            guard name.hasPrefix("$") || isNodeName(name) else { throw error(line, "'\(name)' is not a node name ([a-z][a-z0-9-]*)") }
+            guard name.hasPrefix("$") || isValidNodeName(name) else { throw error(line, "'\(name)' is not a node name ([a-z][a-z0-9-]*)") }
             step = .add(try nodeRef(&words, allowBinding: false))
         case "partition":
             var groups: [[NodeRef]] = [[]]
@@ -371,7 +350,7 @@ public struct ScenarioParser {
             guard variables.contains(v) else { throw error(words.line, "'\(w)' is not bound by an earlier 'as \(v)'") }
             selector = .variable(v)
         } else {
-            guard isNodeName(w) else { throw error(words.line, "'\(w)' is not a node name, leader, follower or $variable") }
+            guard isValidNodeName(w) else { throw error(words.line, "'\(w)' is not a node name, leader, follower or $variable") }
             guard declared.contains(w) else { throw error(words.line, "unknown node '\(w)': no 'cluster' or 'add' step names it") }
             selector = .named(w)
         }

@@ -75,15 +75,15 @@ struct RaftNodeCommand: AsyncParsableCommand {
             throw ValidationError("--member '\(m)' is not NAME=ADDRESS")
         }
         for (flag, value) in [("--election-timeout", electionTimeout), ("--heartbeat", heartbeat), ("--request-timeout", requestTimeout)] {
-            guard let ms = parseDurationMs(value), ms > 0 else { throw ValidationError("\(flag) '\(value)' is not a duration like 150ms, 2s or 1m") }
+            guard let ms = parseDuration(value), ms > 0 else { throw ValidationError("\(flag) '\(value)' is not a duration like 150ms, 2s or 1m") }
         }
-        guard let chunk = parseBytes(snapshotChunk), chunk > 0, chunk <= 16 << 20 else {
+        guard let chunk = parseSize(snapshotChunk), chunk > 0, chunk <= 16 << 20 else {
             throw ValidationError("--snapshot-chunk '\(snapshotChunk)' is not a size from 1 byte to 16MiB")
         }
         guard snapshotThreshold >= 0, snapshotTrailing >= 0, maxEntriesPerRequest > 0 else {
             throw ValidationError("--snapshot-threshold and --snapshot-trailing must be >= 0 and --max-entries-per-request > 0")
         }
-        guard parseDurationMs(heartbeat)! < parseDurationMs(electionTimeout)! else {
+        guard parseDuration(heartbeat)! < parseDuration(electionTimeout)! else {
             throw ValidationError("--heartbeat must be shorter than --election-timeout")
         }
     }
@@ -98,12 +98,12 @@ struct RaftNodeCommand: AsyncParsableCommand {
         var options = NodeOptions(name: name, dataDir: dataDir, peerAddress: peer, clientSocket: client ?? dataDir + "/client.sock")
         options.clusterID = clusterID
         options.initialMembers = initial
-        options.setTimes(electionMs: parseDurationMs(electionTimeout)!, heartbeatMs: parseDurationMs(heartbeat)!)
+        options.setTimes(electionMs: parseDuration(electionTimeout)!, heartbeatMs: parseDuration(heartbeat)!)
         options.settings.snapshotThreshold = snapshotThreshold
         options.settings.snapshotTrailing = snapshotTrailing
-        options.settings.snapshotChunkSize = parseBytes(snapshotChunk)!
+        options.settings.snapshotChunkSize = parseSize(snapshotChunk)!
         options.settings.maxEntriesPerRequest = maxEntriesPerRequest
-        options.requestTimeoutMs = parseDurationMs(requestTimeout)!
+        options.requestTimeoutMs = parseDuration(requestTimeout)!
         options.exitOnStdinClose = exitOnStdinClose
         options.join = join
         do {
@@ -122,20 +122,4 @@ struct RaftNodeCommand: AsyncParsableCommand {
         let n = String(s[..<eq]), a = String(s[s.index(after: eq)...])
         return isValidNodeName(n) && !a.isEmpty ? (n, a) : nil
     }
-}
-
-/// "150ms", "2s", "1m" -> milliseconds.
-func parseDurationMs(_ s: String) -> Int? {
-    for (suffix, factor) in [("ms", 1), ("s", 1000), ("m", 60_000)] where s.hasSuffix(suffix) {
-        if let n = Int(s.dropLast(suffix.count)), n >= 0 { return n * factor }
-    }
-    return nil
-}
-
-/// "65536", "64KiB", "1MiB" -> bytes.
-func parseBytes(_ s: String) -> Int? {
-    for (suffix, factor) in [("KiB", 1024), ("MiB", 1 << 20), ("B", 1), ("", 1)] where s.hasSuffix(suffix) {
-        if let n = Int(s.dropLast(suffix.count)), n >= 0 { return n * factor }
-    }
-    return nil
 }

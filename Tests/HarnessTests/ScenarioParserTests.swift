@@ -1,4 +1,5 @@
 import Harness
+import RaftNode
 import Testing
 
 @Suite("Scenario language")
