@@ -34,7 +34,8 @@ struct HarnessCommand: AsyncParsableCommand {
             }
             let message = self.message(for: error).split(separator: "\n").first.map(String.init) ?? ""
             if !message.isEmpty { FileHandle.standardError.write(Data("harness: \(message)\n".utf8)) }
-            terminate(code.rawValue)
+            // A bad flag or argument is a usage error: exit 2, like the scenario parse errors.
+            terminate(code == .validationFailure ? 2 : code.rawValue)
         }
     }
 }

@@ -3,6 +3,12 @@ import Foundation
 import Raft
 import RaftNode
 
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Darwin)
+    import Darwin
+#endif
+
 /// `raft-node`: one member of a Raft cluster in one process.
 @main
 struct RaftNodeCommand: AsyncParsableCommand {
@@ -16,6 +22,7 @@ struct RaftNodeCommand: AsyncParsableCommand {
             {"op":"add","node":NAME,"address":LISTEN-ADDRESS} to the leader's client socket.
             Files in --data-dir: meta, log/, snapshot/, events.jsonl, node.log; client.sock by default.
             Durations take ms, s or m (150ms, 2s). SIGTERM finishes what is in flight and exits 0.
+            A bad flag is reported in one line on stderr, exit 2.
 
             Example (three terminals):
               raft-node --name n1 --data-dir /tmp/c/n1 --member n1=/tmp/c/n1.peer --member n2=/tmp/c/n2.peer --member n3=/tmp/c/n3.peer
@@ -23,6 +30,27 @@ struct RaftNodeCommand: AsyncParsableCommand {
               raft-node --name n3 --data-dir /tmp/c/n3 --member n1=/tmp/c/n1.peer --member n2=/tmp/c/n2.peer --member n3=/tmp/c/n3.peer
               echo '{"id":1,"op":"put","key":"k","value":"v"}' | socat - UNIX-CONNECT:/tmp/c/n1/client.sock
             """)
+
+    /// A bad flag answers one line on stderr and exit 2, never the usage pages.
+    static func main() async {
+        do {
+            var command = try parseAsRoot()
+            if var async = command as? any AsyncParsableCommand {
+                try await async.run()
+            } else {
+                try command.run()
+            }
+        } catch {
+            let code = exitCode(for: error)
+            if code == .success {
+                print(fullMessage(for: error))
+                Glibc.exit(0)
+            }
+            let message = self.message(for: error).split(separator: "\n").first.map(String.init) ?? ""
+            if !message.isEmpty { FileHandle.standardError.write(Data("raft-node: \(message)\n".utf8)) }
+            Glibc.exit(code == .validationFailure ? 2 : code.rawValue)
+        }
+    }
 
     @Option(help: "This member's name ([a-z][a-z0-9-]*).")
     var name: String
