@@ -109,7 +109,31 @@ public struct SnapshotHeader: Sendable, Hashable {
         guard UInt64(headerSize) <= size else {
             throw StorageError(.damaged, file: path, offset: size, "truncated: the header takes \(headerSize) bytes, the file has \(size)")
         }
-        let bytes = try file.read(at: 0, count: headerSize)
+        let header = try parse(file.read(at: 0, count: headerSize), path: path)
+        if size < header.fileSize {
+            throw StorageError(.damaged, file: path, offset: size, "truncated: the header declares a body of \(header.bodySize) bytes at byte \(headerSize), so \(header.fileSize) bytes in all; the file has \(size)")
+        }
+        if size > header.fileSize {
+            throw StorageError(.damaged, file: path, offset: header.fileSize, "\(size - header.fileSize) bytes after the end of the body the header declares")
+        }
+        return header
+    }
+
+    /// Parses and checks a whole header (`bytes` holds exactly its `headerSize` bytes, as
+    /// the size field at byte 12 says): magic, version, checksum, configuration. Errors name
+    /// `path` and the offset in the file.
+    static func parse(_ bytes: [UInt8], path: String) throws -> SnapshotHeader {
+        guard bytes.count >= fixedSize, Array(bytes[0..<8]) == magic else {
+            throw StorageError(.damaged, file: path, offset: 0, "not a snapshot file (bad magic or shorter than a header)")
+        }
+        let v = readBE32(bytes, 8)
+        guard v == version else {
+            throw StorageError(v > version ? .unsupportedVersion : .damaged, file: path, offset: 8, "snapshot format version \(v) is not the one this build reads (\(version))")
+        }
+        let headerSize = Int(readBE32(bytes, 12))
+        guard headerSize == bytes.count else {
+            throw StorageError(.damaged, file: path, offset: 12, "bad header size \(headerSize)")
+        }
         let stored = readBE32(bytes, headerSize - 4)
         let actual = CRC32.of(bytes[0..<headerSize - 4])
         guard stored == actual else {
@@ -140,12 +164,6 @@ public struct SnapshotHeader: Sendable, Hashable {
         }
         guard header.headerSize == headerSize else {
             throw StorageError(.damaged, file: path, offset: 12, "header size \(headerSize) does not match its content (\(header.headerSize))")
-        }
-        if size < header.fileSize {
-            throw StorageError(.damaged, file: path, offset: size, "truncated: the header declares a body of \(header.bodySize) bytes at byte \(headerSize), so \(header.fileSize) bytes in all; the file has \(size)")
-        }
-        if size > header.fileSize {
-            throw StorageError(.damaged, file: path, offset: header.fileSize, "\(size - header.fileSize) bytes after the end of the body the header declares")
         }
         return header
     }
