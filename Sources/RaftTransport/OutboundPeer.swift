@@ -3,11 +3,17 @@ import NIOCore
 import NIOPosix
 import Raft
 
-/// The sending side towards one peer: a queue bounded in bytes, and at most one connection,
-/// dialled when there is something to send and redialled with exponential backoff.
+/// The sending side towards one peer: two queues bounded in bytes, and at most one
+/// connection, dialled when there is something to send and redialled with exponential backoff.
+///
+/// Bulk frames (log entries, snapshot chunks) wait in one queue, everything else (heartbeats,
+/// votes, answers) in an urgent queue that goes first: a follower that is behind and has
+/// megabytes of entries on their way still hears a heartbeat within a socket buffer's worth
+/// of bytes, rather than after all of them (it would call an election meanwhile). Frames of
+/// one queue keep their order.
 ///
 /// `enqueue` may be called from any thread and never waits: it takes a lock for as long as an
-/// append takes, and drops the frame when the queue is full. Everything else (the connection,
+/// append takes, and drops the frame when its queue is full. Everything else (the connection,
 /// the backoff, moving frames from the queue into the socket while the socket can take them)
 /// runs on this peer's own event loop, so a peer that is slow or gone holds up nobody else.
 final class OutboundPeer: Sendable {
@@ -26,7 +32,9 @@ final class OutboundPeer: Sendable {
 
     private struct SendQueue {
         var frames = CircularBuffer<ByteBuffer>()
+        var urgent = CircularBuffer<ByteBuffer>()
         var bytes = 0
+        var urgentBytes = 0
         var kickScheduled = false
         var dropped = 0
         var closed = false
@@ -55,16 +63,23 @@ final class OutboundPeer: Sendable {
         self.loop = NIOLoopBoundBox.makeBoxSendingValue(LoopState(), eventLoop: eventLoop)
     }
 
-    /// Queues a frame; false when it was dropped because the queue is full (or closed).
+    /// Queues a frame, ahead of every bulk frame when `urgent`; false when it was dropped
+    /// because its queue is full (or closed). Each queue holds up to `maxQueuedBytes`.
     @discardableResult
-    func enqueue(_ frame: ByteBuffer) -> Bool {
+    func enqueue(_ frame: ByteBuffer, urgent: Bool = false) -> Bool {
         let (accepted, kick) = queue.withLockedValue { q -> (Bool, Bool) in
-            guard !q.closed, q.bytes + frame.readableBytes <= maxQueuedBytes else {
+            let queued = urgent ? q.urgentBytes : q.bytes
+            guard !q.closed, queued + frame.readableBytes <= maxQueuedBytes else {
                 q.dropped += 1
                 return (false, false)
             }
-            q.frames.append(frame)
-            q.bytes += frame.readableBytes
+            if urgent {
+                q.urgent.append(frame)
+                q.urgentBytes += frame.readableBytes
+            } else {
+                q.frames.append(frame)
+                q.bytes += frame.readableBytes
+            }
             let kick = !q.kickScheduled
             q.kickScheduled = true
             return (true, kick)
@@ -73,8 +88,8 @@ final class OutboundPeer: Sendable {
         return accepted
     }
 
-    /// Bytes waiting in the queue (not yet handed to the socket).
-    var queuedBytes: Int { queue.withLockedValue { $0.bytes } }
+    /// Bytes waiting in the queues (not yet handed to the socket).
+    var queuedBytes: Int { queue.withLockedValue { $0.bytes + $0.urgentBytes } }
 
     /// Frames dropped so far because the queue was full.
     var droppedFrames: Int { queue.withLockedValue { $0.dropped } }
@@ -84,7 +99,9 @@ final class OutboundPeer: Sendable {
         queue.withLockedValue { q in
             q.closed = true
             q.frames.removeAll()
+            q.urgent.removeAll()
             q.bytes = 0
+            q.urgentBytes = 0
         }
         return eventLoop.flatSubmit {
             self.loop.value.closed = true
@@ -129,6 +146,10 @@ final class OutboundPeer: Sendable {
 
     private func popFrame() -> ByteBuffer? {
         queue.withLockedValue { q in
+            if let frame = q.urgent.popFirst() {
+                q.urgentBytes -= frame.readableBytes
+                return frame
+            }
             guard let frame = q.frames.popFirst() else { return nil }
             q.bytes -= frame.readableBytes
             return frame

@@ -283,7 +283,16 @@ public final class PeerTransport: Sendable {
                 "\(message.body) to \(message.to) is \(payload.count) bytes, over the frame limit of \(maxFrameBytes); dropped")
             return
         }
-        peer.enqueue(Frame.encode(.message, payload: payload, allocator: ByteBufferAllocator()))
+        peer.enqueue(Frame.encode(.message, payload: payload, allocator: ByteBufferAllocator()), urgent: Self.isUrgent(message))
+    }
+
+    /// Whether `message` goes ahead of queued log entries and snapshot chunks: everything but
+    /// those two (AppendEntries keep their order among themselves, empty ones included).
+    static func isUrgent(_ message: Message) -> Bool {
+        switch message.body {
+        case .appendEntries, .snapshotRecoveryRequest: return false
+        default: return true
+        }
     }
 
     /// Bytes waiting to be sent to `peer`, and frames dropped for it because its queue was full.
