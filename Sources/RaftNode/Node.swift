@@ -13,7 +13,7 @@ enum Input: Sendable {
     case client(ClientRequest)
     case snapshotTaken(SnapshotMetadata, ms: Int)
     case snapshotTakeFailed(String)
-    case snapshotRestored(SnapshotMetadata, KeyValueStore, ms: Int)
+    case snapshotRestored(SnapshotMetadata, KeyValueStore, ms: Int, note: String)
     case snapshotRestoreFailed(SnapshotMetadata, String)
     case error(what: String, detail: String)
     case stop(reason: String)
@@ -176,6 +176,7 @@ final class NodeLoop {
     var openSnapshotFiles: [LogIndex: SnapshotFile] = [:]
     var sendStarted: [NodeID: DispatchTime] = [:]
     var receiver: SnapshotReceiver?
+    var restoring: SnapshotRestore?
     var receiveStarted = DispatchTime.now()
     var receiveFrom: NodeID = ""
     var snapshotTakeStarted = DispatchTime.now()
@@ -185,6 +186,10 @@ final class NodeLoop {
     // The commit event, at most one a heartbeat interval.
     var lastCommitEvent = DispatchTime.now()
     var commitToReport: LogIndex?
+    /// When a message of the leader last reached the loop (for node.log when we campaign).
+    var lastFromLeader = DispatchTime.now()
+    /// Messages the transport dropped for each peer (its queue was full), as last logged.
+    var droppedReported: [NodeID: Int] = [:]
 
     init(options: NodeOptions, mailbox: Mailbox, transport: PeerTransport, known: NIOLockedValueBox<Set<NodeID>?>) throws {
         self.options = options
@@ -224,6 +229,8 @@ final class NodeLoop {
         var nextTick = DispatchTime.now().uptimeNanoseconds + tick
         while stopReason == nil {
             let inputs = mailbox.take(waitingUntil: DispatchTime(uptimeNanoseconds: nextTick))
+            let busy = DispatchTime.now()
+            defer { reportSlowIteration(since: busy, inputs: inputs.count) }
             for input in inputs {
                 if stopReason != nil {
                     refuse(input)
@@ -233,10 +240,15 @@ final class NodeLoop {
             }
             let now = DispatchTime.now().uptimeNanoseconds
             if now >= nextTick {
-                core.tick()
-                // Late (a long fsync): tick once and start counting again, rather than
-                // ticking in a burst that would call an election for nothing.
-                nextTick = max(nextTick + tick, now + tick / 2)
+                // Every tick that fell due, so that a turn made long by an fsync does not
+                // slow the clock (a leader ticking once a 40 ms turn would send heartbeats
+                // every 200 ms, and its followers would call elections). At most a
+                // heartbeat interval's worth at once: the inputs just handled reset the
+                // election timer, and a longer burst after a stall of this node's own would
+                // call an election for nothing.
+                let due = (now - nextTick) / tick + 1
+                for _ in 0..<min(due, UInt64(options.settings.heartbeatTicks)) { core.tick() }
+                nextTick += due * tick
                 housekeeping()
             }
             carryOut()
@@ -250,6 +262,7 @@ final class NodeLoop {
     func handle(_ input: Input) {
         switch input {
         case let .message(m):
+            if m.from == core.leader { lastFromLeader = .now() }
             core.step(m)
         case let .client(request):
             handleClient(request)
@@ -267,8 +280,9 @@ final class NodeLoop {
         case let .snapshotTakeFailed(reason):
             core.snapshotFailed(nil, reason: reason)
             requestSnapshotForWaitingClients()
-        case let .snapshotRestored(meta, restored, ms):
+        case let .snapshotRestored(meta, restored, ms, note):
             store = restored
+            nodeLog.write(note)
             events.write("snapshot-installed", term: core.term, [
                 ("from", .string(receiveFrom)), ("index", .int(Int64(meta.index))), ("snapshotTerm", .int(Int64(meta.term))),
                 ("bytes", .int(Int64(meta.size))), ("ms", .int(Int64(ms))),
@@ -415,17 +429,21 @@ final class NodeLoop {
         case let .takeSnapshot(index, term, configuration):
             takeSnapshot(index: index, term: term, configuration: configuration)
         case let .beginSnapshotReceive(from, meta):
-            receiver?.abort()
-            receiver = try storage.snapshots.receive(meta)
+            abortSnapshotReceive()
+            let r = try storage.snapshots.receive(meta)
+            receiver = r
             receiveStarted = .now()
             receiveFrom = from
+            restoring = try SnapshotRestore(receiving: r, from: from, started: receiveStarted, mailbox: mailbox)
         case let .writeSnapshotChunk(_, offset, data):
-            try receiver?.write(at: offset, data)
+            if let r = receiver {
+                try r.write(at: offset, data)
+                restoring?.advance(to: r.received)
+            }
         case let .installSnapshot(meta):
             installSnapshot(meta)
         case .abortSnapshotReceive:
-            receiver?.abort()
-            receiver = nil
+            abortSnapshotReceive()
         case let .observe(o):
             observe(o)
         }
@@ -480,33 +498,24 @@ final class NodeLoop {
         }
     }
 
+    /// Every chunk is written: the restore that followed the transfer finishes, checks,
+    /// makes the file durable and posts `.snapshotRestored` (or `.snapshotRestoreFailed`).
     func installSnapshot(_ meta: SnapshotMetadata) {
-        guard let r = receiver else {
-            core.snapshotFailed(meta, reason: "no snapshot being received")
+        guard let r = receiver, let restore = restoring, r.metadata == meta else {
+            abortSnapshotReceive()
+            core.snapshotFailed(meta, reason: "no snapshot \(meta) being received")
             return
         }
         receiver = nil
-        let installed: SnapshotMetadata
-        do {
-            installed = try r.install()
-        } catch {
-            core.snapshotFailed(meta, reason: "\(error)")
-            return
-        }
-        let directory = storage.snapshots.directory
-        let mailbox = self.mailbox
-        let started = receiveStarted
-        Thread.detachNewThread {
-            do {
-                // install() checked the body's checksum a moment ago; inflating checks the
-                // rest (zlib's own checksum and the declared state size).
-                let reader = try SnapshotStore(directory: directory).reader(for: installed, verifyBody: false)
-                let restored = try NodeLoop.restore(reader)
-                mailbox.post(.snapshotRestored(installed, restored, ms: Self.ms(since: started)))
-            } catch {
-                mailbox.post(.snapshotRestoreFailed(meta, "\(error)"))
-            }
-        }
+        restoring = nil
+        restore.install(r)
+    }
+
+    func abortSnapshotReceive() {
+        restoring?.cancel()
+        restoring = nil
+        receiver?.abort()
+        receiver = nil
     }
 
     static func ms(since start: DispatchTime) -> Int {
@@ -531,6 +540,9 @@ final class NodeLoop {
         switch o {
         case let .role(role, _, term):
             events.write("role", term: term, [("role", .string(roleName(role)))] + (role == .preCandidate ? [("preVote", .bool(true))] : []))
+            if role == .preCandidate || role == .candidate {
+                nodeLog.write("campaigning: the last message of a leader reached the loop \(Self.ms(since: lastFromLeader)) ms ago")
+            }
         case let .vote(candidate, term):
             events.write("vote", term: term, [("for", .string(candidate))])
         case let .truncate(from):
@@ -601,6 +613,7 @@ final class NodeLoop {
             commitToReport = nil
             lastCommitEvent = now
         }
+        reportDroppedMessages()
         for (index, p) in pendingWrites where p.deadline < now {
             p.request.connection.fail(p.request.id, "timeout")
             pendingWrites[index] = nil
@@ -617,6 +630,26 @@ final class NodeLoop {
         }
     }
 
+    /// Says in node.log when one turn of the loop took longer than a heartbeat interval:
+    /// meanwhile nothing was sent, so followers may have timed out.
+    func reportSlowIteration(since start: DispatchTime, inputs: Int) {
+        let ms = Self.ms(since: start)
+        guard ms >= options.tickMs * options.settings.heartbeatTicks else { return }
+        nodeLog.write("loop: one turn took \(ms) ms (\(inputs) inputs, as \(roleName(core.role)))")
+    }
+
+    /// Says in node.log when the transport dropped messages to a peer because its queue was
+    /// full (a slow or unreachable peer; Raft sends again what matters).
+    func reportDroppedMessages() {
+        for peer in addressBook.keys where peer != options.name {
+            guard let q = transport.queueStatus(of: peer) else { continue }
+            let before = droppedReported[peer] ?? 0
+            guard q.droppedFrames > before else { continue }
+            droppedReported[peer] = q.droppedFrames
+            nodeLog.write("transport: \(q.droppedFrames - before) messages to \(peer) dropped, its queue full (\(q.queuedBytes) bytes waiting)")
+        }
+    }
+
     /// An input that arrives after the stop: a client request is answered shutting-down
     /// (nothing was done for it); anything else is dropped.
     func refuse(_ input: Input) {
@@ -630,7 +663,7 @@ final class NodeLoop {
         for p in pendingChanges { p.request.connection.fail(p.request.id, "shutting-down") }
         for p in pendingSnapshots { p.request.connection.fail(p.request.id, "shutting-down") }
         if let c = commitToReport { events.write("commit", term: core.term, [("index", .int(Int64(c)))]) }
-        receiver?.abort()
+        abortSnapshotReceive()
         try? storage.close()
         events.write("stop", term: core.term, [("reason", .string(stopReason ?? "stopped"))])
         events.close()

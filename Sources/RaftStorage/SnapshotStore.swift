@@ -200,10 +200,29 @@ public final class SnapshotReceiver {
         }
     }
 
+    /// The temporary file open for reading, to decode what has been written so far while
+    /// the rest arrives (see `SnapshotStreamDecoder`). It stays readable after an abort.
+    public func openForReading() throws -> SnapshotReceivedBytes {
+        try SnapshotReceivedBytes(file: File.openForReading(tempPath))
+    }
+
     /// Discards the file being received.
     public func abort() {
         file?.close()
         file = nil
         try? FileSystem.remove(tempPath)
+    }
+}
+
+/// A snapshot file being received, open for reading on another thread than the writer's.
+public final class SnapshotReceivedBytes {
+    private let file: File
+    public var path: String { file.path }
+
+    init(file: File) { self.file = file }
+
+    /// Reads up to `buffer.count` bytes at `offset` (fewer only where the file ends).
+    public func read(at offset: UInt64, into buffer: UnsafeMutableRawBufferPointer) throws -> Int {
+        try file.read(at: offset, into: buffer)
     }
 }

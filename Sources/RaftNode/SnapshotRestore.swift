@@ -1,0 +1,203 @@
+import Dispatch
+import Foundation
+import Raft
+import RaftStorage
+
+/// Restores a snapshot while it is being received, so that the restore overlaps the
+/// transfer rather than following it.
+///
+/// The loop writes each chunk to the receiver's temporary file and calls `advance(to:)`.
+/// Two threads follow the file: the first reads what has been written (from the page
+/// cache, through a descriptor of its own) and inflates it with a `SnapshotStreamDecoder`
+/// (which also checks the header and the body's checksum); the second parses the state
+/// pieces into a `KeyValueStore`. Between them, a queue of at most `maxQueued` pieces: the
+/// memory used grows with the piece size, never with the state.
+///
+/// When the core says install, the loop hands the receiver over (`install(_:)`); once both
+/// threads are through and everything checked, the second thread makes the file durable
+/// under its final name (`install(bodyVerified:)`: fsync, rename, directory fsync) and only
+/// then posts `.snapshotRestored`. Any failure posts `.snapshotRestoreFailed` instead: the
+/// node never takes a state from a file that is not durable and whole. Exactly one of the two
+/// is posted after `install(_:)`, none after `cancel()`.
+final class SnapshotRestore: @unchecked Sendable {
+    let metadata: SnapshotMetadata
+    private let mailbox: Mailbox
+    private let started: DispatchTime
+    private let from: NodeID
+    static let maxQueued = 8
+    // The inflate thread's alone.
+    private let bytes: SnapshotReceivedBytes
+    private let decoder: SnapshotStreamDecoder
+
+    // Shared between the loop and the two threads, under `condition`.
+    private let condition = NSCondition()
+    private var written: UInt64 = 0
+    private var receiver: SnapshotReceiver?
+    private var cancelled = false
+    private var failure: String?
+    private var pieces: [[UInt8]] = []
+    private var inflated = false
+    private var lastChunkAt: DispatchTime?
+
+    /// Starts following `receiver`'s file; `started` is when the transfer began.
+    init(receiving receiver: SnapshotReceiver, from: NodeID, started: DispatchTime, mailbox: Mailbox) throws {
+        metadata = receiver.metadata
+        self.mailbox = mailbox
+        self.started = started
+        self.from = from
+        bytes = try receiver.openForReading()
+        decoder = try SnapshotStreamDecoder(expected: receiver.metadata, path: receiver.tempPath)
+        let inflate = Thread { [self] in inflateLoop() }
+        inflate.name = "snapshot inflate"
+        inflate.start()
+        let parse = Thread { [self] in parseLoop() }
+        parse.name = "snapshot restore"
+        parse.start()
+    }
+
+    /// The first `bytes` of the file have been written.
+    func advance(to bytes: UInt64) {
+        condition.lock()
+        written = max(written, bytes)
+        condition.broadcast()
+        condition.unlock()
+    }
+
+    /// Every chunk is written: finish, check, install `receiver` and post the outcome.
+    func install(_ receiver: SnapshotReceiver) {
+        condition.lock()
+        self.receiver = receiver
+        lastChunkAt = .now()
+        condition.broadcast()
+        condition.unlock()
+    }
+
+    /// The receive is abandoned (the caller aborts its receiver): stop, post nothing.
+    func cancel() {
+        condition.lock()
+        cancelled = true
+        pieces.removeAll()
+        condition.broadcast()
+        condition.unlock()
+    }
+
+    private func fail(_ reason: String) {
+        condition.lock()
+        if failure == nil { failure = reason }
+        pieces.removeAll()
+        condition.broadcast()
+        condition.unlock()
+    }
+
+    // MARK: Thread 1: read what is written, inflate, check
+
+    private func inflateLoop() {
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 16)
+        defer { buffer.deallocate() }
+        var offset: UInt64 = 0
+        while true {
+            condition.lock()
+            while !cancelled && failure == nil && offset >= written && receiver == nil {
+                condition.wait()
+            }
+            let stop = cancelled || failure != nil
+            let end = written
+            condition.unlock()
+            if stop { break }
+            do {
+                if offset < end {
+                    let want = Int(min(UInt64(buffer.count), end - offset))
+                    let n = try bytes.read(at: offset, into: UnsafeMutableRawBufferPointer(rebasing: buffer[0..<want]))
+                    guard n == want else { throw NodeError("\(bytes.path): \(want) bytes written at \(offset), \(n) read back") }
+                    try decoder.feed(UnsafeRawBufferPointer(rebasing: buffer[0..<n])) { try push(Array($0)) }
+                    offset += UInt64(n)
+                } else {
+                    // Installing, and every byte written is read: the end (finish refuses a
+                    // file shorter than announced).
+                    _ = try decoder.finish { try push(Array($0)) }
+                    break
+                }
+            } catch is Cancelled {
+                break
+            } catch {
+                fail("\(error)")
+                break
+            }
+        }
+        condition.lock()
+        inflated = true
+        condition.broadcast()
+        condition.unlock()
+    }
+
+    private struct Cancelled: Error {}
+
+    /// Queues a piece for the parser, waiting while the queue is full.
+    private func push(_ piece: [UInt8]) throws {
+        condition.lock()
+        defer { condition.unlock() }
+        while pieces.count >= Self.maxQueued && !cancelled && failure == nil { condition.wait() }
+        guard !cancelled && failure == nil else { throw Cancelled() }
+        pieces.append(piece)
+        condition.broadcast()
+    }
+
+    // MARK: Thread 2: parse the state, then install and post
+
+    private func parseLoop() {
+        var restorer = KeyValueRestorer()
+        while true {
+            condition.lock()
+            while pieces.isEmpty && !inflated && !cancelled { condition.wait() }
+            if cancelled {
+                condition.unlock()
+                return
+            }
+            guard !pieces.isEmpty else {
+                condition.unlock()
+                break  // inflated: every piece is in
+            }
+            let piece = pieces.removeFirst()
+            condition.broadcast()
+            condition.unlock()
+            do {
+                try restorer.feed(piece)
+            } catch {
+                fail("the state does not decode: \(error.detail) at byte \(error.offset) of the state")
+            }
+        }
+        // Both threads are through. Wait for the install (or a cancel) before the outcome.
+        condition.lock()
+        while receiver == nil && !cancelled { condition.wait() }
+        let receiver = self.receiver
+        let failure = self.failure
+        let lastChunkAt = self.lastChunkAt ?? .now()
+        condition.unlock()
+        guard !cancelled, let receiver else { return }
+        if let failure {
+            receiver.abort()
+            mailbox.post(.snapshotRestoreFailed(metadata, failure))
+            return
+        }
+        do {
+            let store = try restorer.finish()
+            let decoded = DispatchTime.now()
+            let installed = try receiver.install(bodyVerified: true)
+            let ms = NodeLoop.ms(since: started)
+            let note = "snapshot \(installed.index) (term \(installed.term), \(installed.size) bytes) from \(from): "
+                + "last chunk after \(Self.ms(started, lastChunkAt)) ms, state restored \(Self.ms(lastChunkAt, decoded)) ms "
+                + "after the last chunk, file durable \(NodeLoop.ms(since: decoded)) ms after that; \(ms) ms in all"
+            mailbox.post(.snapshotRestored(installed, store, ms: ms, note: note))
+        } catch let error as DecodingError {
+            receiver.abort()
+            mailbox.post(.snapshotRestoreFailed(metadata, "the state does not decode: \(error.detail) at byte \(error.offset) of the state"))
+        } catch {
+            receiver.abort()
+            mailbox.post(.snapshotRestoreFailed(metadata, "\(error)"))
+        }
+    }
+
+    static func ms(_ from: DispatchTime, _ to: DispatchTime) -> Int {
+        to.uptimeNanoseconds > from.uptimeNanoseconds ? Int((to.uptimeNanoseconds - from.uptimeNanoseconds) / 1_000_000) : 0
+    }
+}
