@@ -438,8 +438,24 @@ func nodeBench(_ o: NodeBenchOptions) throws {
         }
     }
     // The leader may have changed under the load (see README): ask again, and follow a
-    // not-leader answer to `add`.
+    // not-leader answer to `add`. A node that was behind when asked (a follower that had not
+    // yet applied everything, since elected) snapshotted less than is committed: ask each
+    // node again until its snapshot covers the leader's commit index, so that n4 catches up
+    // by the snapshot and not by replaying the log's 64 KiB entries.
     var leader = try waitForLeader(sockets, names: names)
+    let committed = int(try status(sockets[leader])["commitIndex"])
+    for (i, s) in sockets.enumerated() {
+        var tries = 0
+        while int(try status(s)["snapshotIndex"]) < committed {
+            tries += 1
+            guard tries <= 20 else { throw BenchError("\(names[i])'s snapshot does not reach index \(committed)") }
+            let a = try s.call(#"{"id":2,"op":"snapshot"}"#)
+            guard a["ok"] as? Bool == true else { throw BenchError("snapshot on \(names[i]) answered \(a)") }
+            if int(a["index"]) < committed { usleep(50_000) }
+        }
+        if tries > 0 { print("  (\(names[i])'s snapshot did not cover the commit index \(committed); asked again \(tries)x)") }
+    }
+    leader = try waitForLeader(sockets, names: names)
     let leaderStatus = try status(sockets[leader])
     print(String(format: "  snapshot on every node (at once): %.1f s; leader %@, commitIndex %d, snapshotIndex %d", snapSeconds, names[leader], int(leaderStatus["commitIndex"]), int(leaderStatus["snapshotIndex"])))
 

@@ -1,4 +1,4 @@
-// raft-bench storage|node|all [--dir DIR] [--state-mib N] [--seconds S] [--values N] [--snapshot-chunk BYTES]
+// raft-bench storage|node|all [--dir DIR] [--state-mib N] [--seconds S] [--values N] [--snapshot-chunk BYTES] [--keep]
 //
 // `node` (NodeBench.swift): the node figures of issue 4 against real raft-node processes.
 //
@@ -136,7 +136,7 @@ func storageBench(dir: String, stateMiB: Int, appendSeconds: Double) throws {
     try? FileManager.default.removeItem(atPath: snapDir)
 }
 
-let usage = "usage: raft-bench storage|node|all [--dir DIR] [--state-mib N] [--seconds S] [--values N] [--snapshot-chunk BYTES]"
+let usage = "usage: raft-bench storage|node|all [--dir DIR] [--state-mib N] [--seconds S] [--values N] [--snapshot-chunk BYTES] [--keep]"
 var args = Array(CommandLine.arguments.dropFirst())
 let what = args.isEmpty || args[0].hasPrefix("-") ? "storage" : args.removeFirst()
 guard ["storage", "node", "all"].contains(what) else { fail("unknown bench '\(what)'; \(usage)") }
@@ -147,8 +147,13 @@ var appendSeconds = 2.0
 var writeSeconds = 5.0
 var values = 4096
 var snapshotChunk: String?
+var keep = false
 while !args.isEmpty {
     let flag = args.removeFirst()
+    if flag == "--keep" {
+        keep = true
+        continue
+    }
     guard let value = args.first else { fail("\(flag) needs a value") }
     args.removeFirst()
     switch flag {
@@ -171,8 +176,18 @@ do {
     if what == "all" { print("") }
     if what == "node" || what == "all" {
         try nodeBench(NodeBenchOptions(dir: dir + "/node", writeSeconds: writeSeconds, values: values, snapshotChunk: snapshotChunk))
-        try? FileManager.default.removeItem(atPath: dir + "/node")
+        if keep {
+            print("kept the nodes' data dirs (events.jsonl, node.log) in \(dir)/node")
+        } else {
+            try? FileManager.default.removeItem(atPath: dir + "/node")
+        }
     }
 } catch {
     fail("\(error)")
+}
+
+/// Writes a line at once (Swift's print is block-buffered into a file or pipe), so a long
+/// run shows where it is and a tool watching the output can act on a line as it comes.
+func print(_ line: String) {
+    FileHandle.standardOutput.write(Data((line + "\n").utf8))
 }
