@@ -35,35 +35,20 @@ public struct ClientConnection: Sendable {
     }
 }
 
-/// The fields of a request line, each read on its own so that one of the wrong type does
-/// not hide the id.
-private struct RawRequest: Decodable {
-    var id: JSONValue = .null
-    var fields: [String: String] = [:]
-
-    enum Key: String, CodingKey, CaseIterable { case id, op, key, value, node, address }
-
-    init(from decoder: any Decoder) throws {
-        let c = try decoder.container(keyedBy: Key.self)
-        if let n = try? c.decode(Int64.self, forKey: .id) {
-            id = .int(n)
-        } else if let s = try? c.decode(String.self, forKey: .id) {
-            id = .string(s)
-        }
-        for key in Key.allCases where key != .id {
-            if let s = try? c.decode(String.self, forKey: key) { fields[key.rawValue] = s }
-        }
-    }
-}
-
 /// Parses one request line: the operation, or what is wrong with it (and the id when it
 /// could be read, so that the answer can carry it).
 public func parseClientRequest(_ line: String) -> (id: JSONValue, op: ClientOp?, problem: String?) {
-    guard let raw = try? JSONDecoder().decode(RawRequest.self, from: Data(line.utf8)) else {
+    var line = line
+    return line.withUTF8 { parseClientRequest(UnsafeRawBufferPointer($0)) }
+}
+
+/// The same, from the line's bytes (what the client socket reads).
+public func parseClientRequest(_ line: UnsafeRawBufferPointer) -> (id: JSONValue, op: ClientOp?, problem: String?) {
+    guard let raw = RequestFields(parsing: line) else {
         return (.null, nil, "not a JSON object")
     }
     let id = raw.id
-    func string(_ key: String) -> String? { raw.fields[key] }
+    func string(_ key: String) -> String? { raw.strings[key] }
     guard let op = string("op") else { return (id, nil, "missing \"op\"") }
     switch op {
     case "put":
@@ -117,52 +102,61 @@ public func isValidNodeName(_ s: String) -> Bool {
 /// Splits the input into lines; a line longer than `maxLength` is answered as too long and
 /// skipped up to its end, and the connection goes on.
 final class LineDecoder: ByteToMessageDecoder {
-    typealias InboundOut = Result<String, LineTooLong>
+    typealias InboundOut = Result<[UInt8], LineTooLong>
     struct LineTooLong: Error {}
     let maxLength: Int
     private var skipping = false
+    /// Bytes of the buffer already searched for a newline: a long line arrives in many
+    /// reads, and each read searches only what it added.
+    private var searched = 0
 
     init(maxLength: Int) { self.maxLength = maxLength }
 
     func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
-        let view = buffer.readableBytesView
-        if let nl = view.firstIndex(of: UInt8(ascii: "\n")) {
-            let length = nl - view.startIndex
-            let bytes = buffer.readBytes(length: length)!
-            buffer.moveReaderIndex(forwardBy: 1)
-            if skipping {
-                skipping = false
-                return .continue
+        let found: Int? = buffer.withUnsafeReadableBytes { raw in
+            guard raw.count > searched, let base = raw.baseAddress else { return nil }
+            guard let p = memchr(base + searched, Int32(UInt8(ascii: "\n")), raw.count - searched) else { return nil }
+            return UnsafeRawPointer(p) - base
+        }
+        guard let length = found else {
+            searched = buffer.readableBytes
+            if buffer.readableBytes > maxLength {
+                if !skipping { context.fireChannelRead(wrapInboundOut(.failure(LineTooLong()))) }
+                skipping = true
+                buffer.moveReaderIndex(forwardBy: buffer.readableBytes)
+                searched = 0
             }
-            if length > maxLength {
-                context.fireChannelRead(wrapInboundOut(.failure(LineTooLong())))
-                return .continue
-            }
-            context.fireChannelRead(wrapInboundOut(.success(String(decoding: bytes, as: UTF8.self))))
+            return .needMoreData
+        }
+        searched = 0
+        let bytes = buffer.readBytes(length: length)!
+        buffer.moveReaderIndex(forwardBy: 1)
+        if skipping {
+            skipping = false
             return .continue
         }
-        if buffer.readableBytes > maxLength {
-            if !skipping { context.fireChannelRead(wrapInboundOut(.failure(LineTooLong()))) }
-            skipping = true
-            buffer.moveReaderIndex(forwardBy: buffer.readableBytes)
+        if length > maxLength {
+            context.fireChannelRead(wrapInboundOut(.failure(LineTooLong())))
+            return .continue
         }
-        return .needMoreData
+        context.fireChannelRead(wrapInboundOut(.success(bytes)))
+        return .continue
     }
 
     func decodeLast(context: ChannelHandlerContext, buffer: inout ByteBuffer, seenEOF: Bool) throws -> DecodingState {
         while try decode(context: context, buffer: &buffer) == .continue {}
         if buffer.readableBytes > 0 && !skipping {
             // The last line, without its newline.
-            let bytes = buffer.readBytes(length: buffer.readableBytes)!
-            context.fireChannelRead(wrapInboundOut(.success(String(decoding: bytes, as: UTF8.self))))
+            context.fireChannelRead(wrapInboundOut(.success(buffer.readBytes(length: buffer.readableBytes)!)))
         }
         buffer.moveReaderIndex(forwardBy: buffer.readableBytes)
+        searched = 0
         return .needMoreData
     }
 }
 
 final class ClientHandler: ChannelInboundHandler, Sendable {
-    typealias InboundIn = Result<String, LineDecoder.LineTooLong>
+    typealias InboundIn = Result<[UInt8], LineDecoder.LineTooLong>
     let submit: @Sendable (ClientRequest) -> Void
     let onError: @Sendable (String, String) -> Void
 
@@ -178,9 +172,8 @@ final class ClientHandler: ChannelInboundHandler, Sendable {
             connection.fail(.null, "bad-request", [("detail", .string("line too long"))])
             onError("client", "a request line over the limit")
         case let .success(line):
-            let trimmed = line.trimmingCharacters(in: .whitespaces)
-            if trimmed.isEmpty { return }
-            let (id, op, problem) = parseClientRequest(trimmed)
+            if line.allSatisfy({ $0 == 0x20 || $0 == 0x09 || $0 == 0x0D }) { return }  // a blank line
+            let (id, op, problem) = line.withUnsafeBytes { parseClientRequest($0) }
             if let op {
                 submit(ClientRequest(id: id, op: op, connection: connection))
             } else {

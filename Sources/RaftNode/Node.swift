@@ -63,6 +63,9 @@ public enum NodeRuntime {
         let mailbox = Mailbox()
         let known = NIOLockedValueBox<Set<NodeID>?>(nil)
         let group = MultiThreadedEventLoopGroup.singleton
+        // Clients on a thread of their own: parsing a burst of large request lines must not
+        // hold up the peer connections (a heartbeat late by 200 ms is an election).
+        let clientGroup = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         // Open the files first: a damaged data dir refuses to start, naming file and offset.
         let storage = try NodeStorage(directory: options.dataDir)
         if try storage.durableState().snapshot == nil && storage.log.log.lastIndex == 0 && !options.join {
@@ -86,7 +89,7 @@ public enum NodeRuntime {
         let server: ClientServer
         do {
             server = try await ClientServer.start(
-                path: options.clientSocket, group: group,
+                path: options.clientSocket, group: clientGroup,
                 submit: { request in
                     // Read after the loop has ended: nothing will carry it out.
                     if !mailbox.post(.client(request)) { request.connection.fail(request.id, "shutting-down") }
@@ -94,6 +97,7 @@ public enum NodeRuntime {
                 onError: { what, detail in mailbox.post(.error(what: what, detail: detail)) })
         } catch {
             await transport.shutdown()
+            try? await clientGroup.shutdownGracefully()
             throw error
         }
         installSignalHandlers(mailbox)
@@ -121,8 +125,9 @@ public enum NodeRuntime {
         }
         // The last answers were written from the loop's thread; each connection's event loop
         // sends them. Let every event loop run what was queued before the process exits.
-        for loop in group.makeIterator() { try? await loop.submit {}.get() }
+        for loop in clientGroup.makeIterator() { try? await loop.submit {}.get() }
         await server.close()
+        try? await clientGroup.shutdownGracefully()
         await transport.shutdown()
         unlink(options.clientSocket)
         return code
