@@ -5,6 +5,7 @@ import Musl
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import Dispatch
 import Raft
 
 /// The Raft log on disk: a directory of append-only segment files (`LogSegment`) and a
@@ -32,10 +33,16 @@ public final class LogStore {
         public var segmentSize: Int
         /// Appended bytes held in memory before they are written (still unsynced) to the file.
         public var writeBufferSize: Int
+        /// Delete the segments a compaction frees on a thread of the store's own, so that
+        /// the caller does not wait while hundreds of megabytes are unlinked. The base file
+        /// is written before `compact` returns either way; segments a crash leaves behind are
+        /// deleted by the next open, as they are when a crash interrupts a compaction.
+        public var removeInBackground: Bool
 
-        public init(segmentSize: Int = 8 << 20, writeBufferSize: Int = 1 << 20) {
+        public init(segmentSize: Int = 8 << 20, writeBufferSize: Int = 1 << 20, removeInBackground: Bool = false) {
             self.segmentSize = segmentSize
             self.writeBufferSize = writeBufferSize
+            self.removeInBackground = removeInBackground
         }
     }
 
@@ -81,11 +88,14 @@ public final class LogStore {
     private var pending: [UInt8] = []
     private var hasUnsynced = false
     private var closed = false
+    /// Deletes freed segments when `options.removeInBackground`.
+    private let remover: DispatchQueue?
 
     /// Opens the log in `directory`, creating it if needed.
     public init(directory: String, options: Options = Options()) throws {
         self.directory = directory
         self.options = options
+        remover = options.removeInBackground ? DispatchQueue(label: "log segment removal") : nil
         try FileSystem.createDirectory(directory)
         let names = try FileSystem.list(directory)
         for name in names where name.hasSuffix(".tmp") {
@@ -281,7 +291,7 @@ public final class LogStore {
         try checkOpen()
         guard index > log.prevIndex else { return }
         try Self.writeBase(FileSystem.join(directory, Self.baseFileName), prevIndex: index, prevTerm: term)
-        var removed = false
+        var freed: [String] = []
         while let first = segments.first, first.lastIndex <= index {
             if segments.count == 1 {
                 // The newest segment lies wholly before the compaction point: drop it, with
@@ -291,11 +301,22 @@ public final class LogStore {
                 pending.removeAll()
                 activeSize = 0
             }
-            try FileSystem.remove(first.path)
+            freed.append(first.path)
             segments.removeFirst()
-            removed = true
         }
-        if removed { try FileSystem.syncDirectory(directory) }
+        if !freed.isEmpty {
+            if let remover {
+                let directory = self.directory
+                remover.async { [freed] in
+                    // A failure leaves a segment wholly before the base: the next open deletes it.
+                    for path in freed { try? FileSystem.remove(path) }
+                    try? FileSystem.syncDirectory(directory)
+                }
+            } else {
+                for path in freed { try FileSystem.remove(path) }
+                try FileSystem.syncDirectory(directory)
+            }
+        }
         log.compact(through: index, term: term)
         durableIndex = max(durableIndex, index)
         if durableIndex >= log.lastIndex { hasUnsynced = false }
@@ -304,6 +325,7 @@ public final class LogStore {
     /// Syncs and closes the files; the store must not be used after.
     public func close() throws {
         guard !closed else { return }
+        remover?.sync {}  // the freed segments are gone before the files are closed
         try sync()
         active?.close()
         active = nil

@@ -137,6 +137,26 @@ struct LogStoreTests {
         #expect(LogSegment.firstIndex(fileName: segmentFiles(dir.path)[0])! <= 31)
     }
 
+    @Test func compactWithBackgroundRemovalFreesTheSegmentsByClose() throws {
+        let dir = TempDir("log")
+        defer { dir.cleanup() }
+        let options = LogStore.Options(segmentSize: 500, removeInBackground: true)
+        let store = try LogStore(directory: dir.path, options: options)
+        try store.append(entries(1...50, term: 2, size: 30))
+        try store.sync()
+        let before = segmentFiles(dir.path)
+        try store.compact(through: 30, term: 2)
+        #expect(store.log.prevIndex == 30)
+        try store.append(entries(51...60, term: 3, size: 30))
+        try store.sync()
+        try store.close()
+        let after = segmentFiles(dir.path)
+        #expect(after.count < before.count)
+        #expect(after.allSatisfy { name in LogSegment.firstIndex(fileName: name)! > 1 })
+        let again = try LogStore(directory: dir.path, options: options)
+        #expect(again.log == RaftLog(prevIndex: 30, prevTerm: 2, entries: entries(31...50, term: 2, size: 30) + entries(51...60, term: 3, size: 30)))
+    }
+
     @Test func compactPastTheEndEmptiesTheLog() throws {
         let dir = TempDir("log")
         defer { dir.cleanup() }
