@@ -560,7 +560,9 @@ public struct RaftCore: Sendable {
             actions.append(.observe(.config(index: c.index, c.configuration, committed: true)))
         }
         if role == .leader {
-            for (peer, d) in departing where d.configIndex <= commitIndex {
+            // In name order: a dictionary's order changes from process to process, and the
+            // order of sends is part of a seeded schedule.
+            for (peer, d) in departing.sorted(by: { $0.key < $1.key }) where d.configIndex <= commitIndex {
                 send(to: peer, .removed(configIndex: d.configIndex))
             }
             if !configuration.isVoter(id) && configurationIndex <= commitIndex {

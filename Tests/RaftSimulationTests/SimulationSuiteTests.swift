@@ -4,13 +4,21 @@ import RaftSimulation
 import Testing
 
 /// Runs seeds `range` on every core, returning the results in seed order.
+///
+/// Each worker is a thread of its own, not a task: a minute of CPU-bound work on the
+/// cooperative pool (as many threads as cores) would starve the async tests that run beside
+/// it, whose safety-net timeouts would then expire for nothing.
 func runSchedules(_ seeds: [UInt64], mutations: Set<Settings.Mutation> = [], storm: Bool? = nil) async -> [SimulationResult] {
     let workers = max(1, ProcessInfo.processInfo.activeProcessorCount)
     return await withTaskGroup(of: [SimulationResult].self) { group in
         for w in 0..<workers {
             let mine = seeds.enumerated().filter { $0.offset % workers == w }.map(\.element)
             group.addTask {
-                mine.map { Simulation(seed: $0, options: .derived(seed: $0, mutations: mutations, storm: storm)).run() }
+                await withCheckedContinuation { continuation in
+                    Thread.detachNewThread {
+                        continuation.resume(returning: mine.map { Simulation(seed: $0, options: .derived(seed: $0, mutations: mutations, storm: storm)).run() })
+                    }
+                }
             }
         }
         var all: [SimulationResult] = []
@@ -70,6 +78,46 @@ struct SimulationSuiteTests {
         let b = Simulation(seed: 4242).run()
         #expect(a.description == b.description)
         #expect(a.steps == b.steps && a.finalCommitIndex == b.finalCommitIndex && a.finalCommitIndex > 0)
+    }
+
+    /// Swift seeds its hashing per process, so a Set or Dictionary iterated where order
+    /// matters (the order of sends) makes a seed's schedule differ from one process to the
+    /// next: `raft-sim --seed N` would not replay a failure the suite found. Two processes,
+    /// one with a fixed hashing seed and one with a random one, must print the same thing.
+    @Test("A seed replays exactly in another process (hashing seeded differently)")
+    func seedReplaysAcrossProcesses() throws {
+        let sim = try #require(Self.raftSimPath(), "raft-sim is not built: swift build --build-tests builds it")
+        func run(deterministicHashing: Bool) throws -> String {
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: sim)
+            p.arguments = ["--from", "1", "--count", "60", "--verbose"]
+            var env = ProcessInfo.processInfo.environment
+            env["SWIFT_DETERMINISTIC_HASHING"] = deterministicHashing ? "1" : nil
+            p.environment = env
+            let out = Pipe()
+            p.standardOutput = out
+            try p.run()
+            let data = out.fileHandleForReading.readDataToEndOfFile()
+            p.waitUntilExit()
+            return String(decoding: data, as: UTF8.self)
+        }
+        let fixed = try run(deterministicHashing: true)
+        let random = try run(deterministicHashing: false)
+        #expect(fixed.split(separator: "\n").count >= 60)
+        #expect(fixed == random)
+    }
+
+    static func raftSimPath() -> String? {
+        var dirs: [URL] = []
+        if let exe = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe") {
+            dirs.append(URL(fileURLWithPath: exe).deletingLastPathComponent())
+        }
+        var bundle = Bundle.main.bundleURL
+        for _ in 0..<4 {
+            dirs.append(bundle)
+            bundle.deleteLastPathComponent()
+        }
+        return dirs.map { $0.appendingPathComponent("raft-sim").path }.first { FileManager.default.isExecutableFile(atPath: $0) }
     }
 
     @Test("Different seeds make different schedules")
