@@ -101,7 +101,9 @@ func helloFrame(cluster: String = "test-cluster", from: NodeID, to: NodeID) -> [
         a.transport.send(heartbeat("n1", "n2", 9))
         try await Task.sleep(for: .milliseconds(50))  // a dial or two fails meanwhile
         try await b.transport.start()
-        #expect(try await eventually { b.inbox.received.count == 11 })
+        #expect(
+            try await eventually { b.inbox.received.count == 11 },
+            "received \(b.inbox.received.count); reported \(a.inbox.reported + b.inbox.reported); n1's queue to n2 \(String(describing: a.transport.queueStatus(of: "n2")))")
         #expect(b.inbox.received.first == heartbeat("n1", "n2", 9), "the heartbeat went first")
         #expect(Array(b.inbox.received.dropFirst()) == appends, "the entries in their order")
         await a.transport.shutdown()
