@@ -192,7 +192,7 @@ final class NodeLoop {
     var lastCommitEvent = DispatchTime.now()
     var commitToReport: LogIndex?
     /// When a message of the leader last reached the loop (for node.log when we campaign).
-    var lastFromLeader = DispatchTime.now()
+    var lastFromLeader: DispatchTime?
     /// Messages the transport dropped for each peer (its queue was full), as last logged.
     var droppedReported: [NodeID: Int] = [:]
 
@@ -548,7 +548,7 @@ final class NodeLoop {
         case let .role(role, _, term):
             events.write("role", term: term, [("role", .string(roleName(role)))] + (role == .preCandidate ? [("preVote", .bool(true))] : []))
             if role == .preCandidate || role == .candidate {
-                nodeLog.write("campaigning: the last message of a leader reached the loop \(Self.ms(since: lastFromLeader)) ms ago")
+                nodeLog.write("campaigning: " + (lastFromLeader.map { "the last message of a leader reached the loop \(Self.ms(since: $0)) ms ago" } ?? "no leader heard from since the start"))
             }
         case let .vote(candidate, term):
             events.write("vote", term: term, [("for", .string(candidate))])
