@@ -218,7 +218,12 @@ public final class PeerTransport: Sendable {
     private func track(_ channel: any Channel) {
         let id = ObjectIdentifier(channel)
         let accepted = state.withLockedValue { s -> Bool in
-            guard case .running = s.phase else { return false }
+            // Starting counts: the socket accepts as soon as it is bound, before start()
+            // has resumed to say running, and a peer's first frames may already be on the way.
+            switch s.phase {
+            case .starting, .running: break
+            default: return false
+            }
             s.inbound[id] = channel
             return true
         }
