@@ -984,9 +984,11 @@ public struct RaftCore: Sendable {
     }
 
     /// The shell installed the snapshot that `installSnapshot` named: its file is durable and
-    /// the state machine holds its state.
-    public mutating func snapshotInstalled(_ meta: SnapshotMetadata) {
-        guard let r = receiving, r.installing, r.snapshot == meta else { return }
+    /// the state machine holds its state. False (and nothing done) when no install of `meta`
+    /// is under way: the shell must then not adopt the state.
+    @discardableResult
+    public mutating func snapshotInstalled(_ meta: SnapshotMetadata) -> Bool {
+        guard let r = receiving, r.installing, r.snapshot == meta else { return false }
         receiving = nil
         if log.term(at: meta.index) == meta.term {
             // Raft paper 7: keep the entries after the snapshot when they match.
@@ -1020,12 +1022,16 @@ public struct RaftCore: Sendable {
         send(to: r.from, .snapshotRecoveryResponse(SnapshotRecoveryResponse(
             index: meta.index, snapshotTerm: meta.term, nextOffset: meta.size, installed: true, success: true)))
         applyCommitted()
+        return true
     }
 
-    /// The shell could not take or install a snapshot. A failed install is discarded and
-    /// the leader starts over; a failed take is retried at the next threshold.
+    /// The shell could not take (`meta` nil) or install (`meta` the snapshot) a snapshot. A
+    /// failed install is discarded and the leader starts over; a failed take is retried at
+    /// the next threshold. A failure of a snapshot no longer being received is ignored: a
+    /// take's failure never ends a receive.
     public mutating func snapshotFailed(_ meta: SnapshotMetadata?, reason: String) {
-        if let r = receiving, meta == nil || r.snapshot == meta {
+        if let meta {
+            guard let r = receiving, r.snapshot == meta else { return }
             receiving = nil
             actions.append(.observe(.error(what: "snapshot-install", detail: reason)))
             if role == .snapshotting { setRole(restingRole, leader: leader) }

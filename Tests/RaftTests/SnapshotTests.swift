@@ -252,6 +252,37 @@ struct SnapshotTests {
         #expect(cluster["n2"].snapshot == meta)
     }
 
+    /// A take that was under way when a leader's snapshot came fails while that snapshot is
+    /// being installed: the install goes on (a take's failure once ended any receive, so the
+    /// shell would adopt a state the core had given up, and the leader start over).
+    @Test func failedTakeDoesNotEndAnInstallUnderWay() {
+        let (cluster, _) = receiving(meta)
+        cluster.configure("n2") { $0.autoInstall = false }
+        for offset in [0, 100, 200] { cluster.step(chunk(cluster, meta, offset: offset)) }
+        #expect(cluster.node("n2").pendingInstall == meta)
+        let before = cluster.messagesSent(where: { $0.from == "n2" && $0.chunkResponse?.success == false }).count
+        cluster.failTake("n2")
+        #expect(cluster["n2"].role == .snapshotting)
+        #expect(cluster["n2"].isReceivingSnapshot)
+        #expect(cluster.messagesSent(where: { $0.from == "n2" && $0.chunkResponse?.success == false }).count == before)
+        cluster.finishInstall("n2")
+        #expect(cluster["n2"].snapshot == meta)
+        #expect(cluster["n2"].role == .follower)
+    }
+
+    @Test func installOutcomeForAnotherSnapshotIsIgnored() {
+        let (cluster, _) = receiving(meta)
+        cluster.configure("n2") { $0.autoInstall = false }
+        for offset in [0, 100, 200] { cluster.step(chunk(cluster, meta, offset: offset)) }
+        var other = meta
+        other.index += 1
+        var core = cluster["n2"]
+        #expect(core.snapshotInstalled(other) == false)
+        core.snapshotFailed(other, reason: "stale")
+        #expect(core.isReceivingSnapshot)
+        #expect(core.role == .snapshotting)
+    }
+
     @Test func followerWritesChunksOnlyInOrder() {
         let (cluster, _) = receiving(meta)
         let early = cluster.step(chunk(cluster, meta, offset: 100))

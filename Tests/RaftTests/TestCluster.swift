@@ -174,6 +174,12 @@ final class TestCluster {
         process(id)
     }
 
+    /// The shell of `id` reports that a snapshot take failed.
+    func failTake(_ id: NodeID) {
+        nodes[id]!.core.snapshotFailed(nil, reason: "test: take failed")
+        process(id)
+    }
+
     /// Asks `id` for a snapshot now (the client's `snapshot`).
     func requestSnapshot(_ id: NodeID) -> LogIndex {
         let index = nodes[id]!.core.requestSnapshot()
