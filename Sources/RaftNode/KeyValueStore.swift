@@ -71,6 +71,12 @@ public struct KeyValueRestorer {
 
     public init() {}
 
+    /// The longest key or value a pair may declare: a length beyond it is damage, not a pair
+    /// still arriving (waiting for it would buffer the rest of the state).
+    static let maxLength = 1 << 26
+
+    /// Takes the next piece. A pair cut by the piece's end waits for the next; anything
+    /// that does not decode is an error at its offset in the state.
     public mutating func feed(_ piece: [UInt8]) throws(DecodingError) {
         buffer += piece
         var r = ByteReader(buffer)
@@ -79,19 +85,34 @@ public struct KeyValueRestorer {
             remaining = try r.readUInt64("pair count")
         }
         var consumed = r.offset
-        while let left = remaining, left > 0 {
+        while let left = remaining, left > 0, try Self.pairIsWhole(buffer, at: consumed, stateOffset: offset) {
             do {
                 let key = try r.readString("key")
                 let value = try r.readString("value")
                 store.put(key, value)
-                remaining = left - 1
-                consumed = r.offset
             } catch {
-                break  // the pair continues in the next piece
+                throw DecodingError(offset: offset + error.offset, detail: error.detail)
             }
+            remaining = left - 1
+            consumed = r.offset
         }
         offset += consumed
         buffer.removeFirst(consumed)
+    }
+
+    /// Whether `bytes` hold a whole (key, value) pair at `at`: two length-prefixed strings.
+    private static func pairIsWhole(_ bytes: [UInt8], at start: Int, stateOffset: Int) throws(DecodingError) -> Bool {
+        var p = start
+        for what in ["key", "value"] {
+            guard bytes.count - p >= 4 else { return false }
+            let n = Int(bytes[p]) << 24 | Int(bytes[p + 1]) << 16 | Int(bytes[p + 2]) << 8 | Int(bytes[p + 3])
+            guard n <= maxLength else {
+                throw DecodingError(offset: stateOffset + p, detail: "\(what) length \(n) is over the limit of \(maxLength)")
+            }
+            guard bytes.count - p - 4 >= n else { return false }
+            p += 4 + n
+        }
+        return true
     }
 
     /// The store, once every pair arrived and nothing else did.

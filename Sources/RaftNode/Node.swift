@@ -182,6 +182,8 @@ final class NodeLoop {
     var sendStarted: [NodeID: DispatchTime] = [:]
     var receiver: SnapshotReceiver?
     var restoring: SnapshotRestore?
+    /// A restore handed its receiver to install; it posts its outcome.
+    var installing: SnapshotRestore?
     var receiveStarted = DispatchTime.now()
     var receiveFrom: NodeID = ""
     var snapshotTakeStarted = DispatchTime.now()
@@ -288,14 +290,21 @@ final class NodeLoop {
             core.snapshotFailed(nil, reason: reason)
             requestSnapshotForWaitingClients()
         case let .snapshotRestored(meta, restored, ms, note):
-            store = restored
+            installing = nil
             nodeLog.write(note)
+            // The core says whether it still waits for this install; only then is the state
+            // ours (the entries after it are applied onto it when the actions are carried out).
+            guard core.snapshotInstalled(meta) else {
+                nodeLog.write("snapshot \(meta.index) restored but no longer awaited; its state is discarded")
+                return
+            }
+            store = restored
             events.write("snapshot-installed", term: core.term, [
                 ("from", .string(receiveFrom)), ("index", .int(Int64(meta.index))), ("snapshotTerm", .int(Int64(meta.term))),
                 ("bytes", .int(Int64(meta.size))), ("ms", .int(Int64(ms))),
             ])
-            core.snapshotInstalled(meta)
         case let .snapshotRestoreFailed(meta, reason):
+            installing = nil
             core.snapshotFailed(meta, reason: reason)
         case let .error(what, detail):
             events.write("error", term: core.term, [("what", .string(what)), ("detail", .string(detail))])
@@ -438,10 +447,15 @@ final class NodeLoop {
         case let .beginSnapshotReceive(from, meta):
             abortSnapshotReceive()
             let r = try storage.snapshots.receive(meta)
-            receiver = r
             receiveStarted = .now()
             receiveFrom = from
-            restoring = try SnapshotRestore(receiving: r, from: from, started: receiveStarted, mailbox: mailbox)
+            do {
+                restoring = try SnapshotRestore(receiving: r, from: from, started: receiveStarted, mailbox: mailbox)
+                receiver = r
+            } catch {
+                r.abort()
+                core.snapshotFailed(meta, reason: "cannot follow the snapshot being received: \(error)")
+            }
         case let .writeSnapshotChunk(_, offset, data):
             if let r = receiver {
                 try r.write(at: offset, data)
@@ -515,6 +529,7 @@ final class NodeLoop {
         }
         receiver = nil
         restoring = nil
+        installing = restore
         restore.install(r)
     }
 
@@ -671,6 +686,7 @@ final class NodeLoop {
         for p in pendingSnapshots { p.request.connection.fail(p.request.id, "shutting-down") }
         if let c = commitToReport { events.write("commit", term: core.term, [("index", .int(Int64(c)))]) }
         abortSnapshotReceive()
+        installing?.cancel()  // an install not yet renamed into place is dropped, as by a crash
         try? storage.close()
         events.write("stop", term: core.term, [("reason", .string(stopReason ?? "stopped"))])
         events.close()

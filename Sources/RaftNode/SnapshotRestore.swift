@@ -18,7 +18,8 @@ import RaftStorage
 /// under its final name (`install(bodyVerified:)`: fsync, rename, directory fsync) and only
 /// then posts `.snapshotRestored`. Any failure posts `.snapshotRestoreFailed` instead: the
 /// node never takes a state from a file that is not durable and whole. Exactly one of the two
-/// is posted after `install(_:)`, none after `cancel()`.
+/// is posted after `install(_:)` unless `cancel()` comes first; a cancel after the file was
+/// renamed into place is too late to undo it (the node is stopping: a crash there is the same).
 final class SnapshotRestore: @unchecked Sendable {
     let metadata: SnapshotMetadata
     private let mailbox: Mailbox
@@ -79,6 +80,12 @@ final class SnapshotRestore: @unchecked Sendable {
         pieces.removeAll()
         condition.broadcast()
         condition.unlock()
+    }
+
+    private var isCancelled: Bool {
+        condition.lock()
+        defer { condition.unlock() }
+        return cancelled
     }
 
     private func fail(_ reason: String) {
@@ -172,8 +179,9 @@ final class SnapshotRestore: @unchecked Sendable {
         let receiver = self.receiver
         let failure = self.failure
         let lastChunkAt = self.lastChunkAt ?? .now()
+        let cancelledBeforeInstall = cancelled
         condition.unlock()
-        guard !cancelled, let receiver else { return }
+        guard !cancelledBeforeInstall, let receiver else { return }
         if let failure {
             receiver.abort()
             mailbox.post(.snapshotRestoreFailed(metadata, failure))
@@ -182,6 +190,11 @@ final class SnapshotRestore: @unchecked Sendable {
         do {
             let store = try restorer.finish()
             let decoded = DispatchTime.now()
+            // The node stopping meanwhile cancels: leave the file unrenamed, as a crash would.
+            if isCancelled {
+                receiver.abort()
+                return
+            }
             let installed = try receiver.install(bodyVerified: true)
             let ms = NodeLoop.ms(since: started)
             let note = "snapshot \(installed.index) (term \(installed.term), \(installed.size) bytes) from \(from): "
