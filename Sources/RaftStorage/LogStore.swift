@@ -240,6 +240,9 @@ public final class LogStore {
             hasUnsynced = false
             active?.close()
         }
+        // A segment freed by a compaction may bear this very name (an empty one, after a torn
+        // first record was cut): its removal must be done before the new file takes the name.
+        remover?.sync {}
         let path = FileSystem.join(directory, LogSegment.fileName(firstIndex: firstIndex))
         try FileSystem.writeAtomically(LogSegment.header(firstIndex: firstIndex), to: path)
         active = try File(path: path, flags: O_WRONLY)

@@ -192,7 +192,9 @@ public final class SnapshotReceiver {
             if !bodyVerified { try header.verifyBody(reader) }
             try FileSystem.rename(tempPath, path)
             try FileSystem.syncDirectory(directory)
-            try SnapshotStore.removeOlder(than: FileSystem.baseName(path), in: directory)
+            // The new file is durable under its name: it is the snapshot now. Deleting the
+            // older ones is clean-up, done again after the next snapshot if it fails here.
+            try? SnapshotStore.removeOlder(than: FileSystem.baseName(path), in: directory)
             return header.metadata
         } catch {
             abort()
