@@ -75,9 +75,11 @@ let package = Package(
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             ]
         ),
+        // What raft-node and harness share on their command lines: one-line errors, exit 2.
+        .target(name: "CommandLineSupport", dependencies: [.product(name: "ArgumentParser", package: "swift-argument-parser")]),
         .executableTarget(
             name: "RaftNodeCLI",
-            dependencies: ["RaftNode", "Raft", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: ["RaftNode", "Raft", "CommandLineSupport", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         // Scenario language and engine (`harness`); the checker is HarnessCheck.
         .target(
@@ -91,7 +93,7 @@ let package = Package(
         ),
         .executableTarget(
             name: "HarnessCLI",
-            dependencies: ["Harness", "HarnessCheck", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: ["Harness", "HarnessCheck", "CommandLineSupport", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         .testTarget(name: "HarnessTests", dependencies: ["Harness", "RaftNode"]),
         // The checker of SPEC section 3 and `harness inspect`: reads a run's files only.

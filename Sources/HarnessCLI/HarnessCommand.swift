@@ -1,4 +1,5 @@
 import ArgumentParser
+import CommandLineSupport
 import Foundation
 import Harness
 import HarnessCheck
@@ -17,30 +18,9 @@ struct HarnessCommand: AsyncParsableCommand {
         abstract: "Runs Raft scenarios against real raft-node processes and checks the runs.",
         subcommands: [Run.self, Check.self, Inspect.self])
 
-    /// Bad input answers one line on stderr and a non-zero exit, never usage pages.
-    static func main() async {
-        do {
-            var command = try parseAsRoot()
-            if var async = command as? any AsyncParsableCommand {
-                try await async.run()
-            } else {
-                try command.run()
-            }
-        } catch {
-            let code = exitCode(for: error)
-            if code == .success {
-                print(fullMessage(for: error))
-                terminate(0)
-            }
-            let message = self.message(for: error).split(separator: "\n").first.map(String.init) ?? ""
-            if !message.isEmpty { FileHandle.standardError.write(Data("harness: \(message)\n".utf8)) }
-            // A bad flag or argument is a usage error: exit 2, like the scenario parse errors.
-            terminate(code == .validationFailure ? 2 : code.rawValue)
-        }
-    }
+    /// Bad input answers one line on stderr and exit 2, never usage pages.
+    static func main() async { await mainWithOneLineErrors(name: "harness") }
 }
-
-func terminate(_ code: Int32) -> Never { exit(code) }
 
 func fail(_ message: String, code: Int32 = 2) -> ExitCode {
     FileHandle.standardError.write(Data("harness: \(message)\n".utf8))

@@ -1,13 +1,8 @@
 import ArgumentParser
+import CommandLineSupport
 import Foundation
 import Raft
 import RaftNode
-
-#if canImport(Glibc)
-    import Glibc
-#elseif canImport(Darwin)
-    import Darwin
-#endif
 
 /// `raft-node`: one member of a Raft cluster in one process.
 @main
@@ -32,25 +27,7 @@ struct RaftNodeCommand: AsyncParsableCommand {
             """)
 
     /// A bad flag answers one line on stderr and exit 2, never the usage pages.
-    static func main() async {
-        do {
-            var command = try parseAsRoot()
-            if var async = command as? any AsyncParsableCommand {
-                try await async.run()
-            } else {
-                try command.run()
-            }
-        } catch {
-            let code = exitCode(for: error)
-            if code == .success {
-                print(fullMessage(for: error))
-                Glibc.exit(0)
-            }
-            let message = self.message(for: error).split(separator: "\n").first.map(String.init) ?? ""
-            if !message.isEmpty { FileHandle.standardError.write(Data("raft-node: \(message)\n".utf8)) }
-            Glibc.exit(code == .validationFailure ? 2 : code.rawValue)
-        }
-    }
+    static func main() async { await mainWithOneLineErrors(name: "raft-node") }
 
     @Option(help: "This member's name ([a-z][a-z0-9-]*).")
     var name: String

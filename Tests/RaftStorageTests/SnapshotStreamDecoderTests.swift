@@ -31,18 +31,6 @@ struct SnapshotStreamDecoderTests {
         return (state, pieces, header)
     }
 
-    static func error(_ body: () throws -> Void) -> StorageError? {
-        do {
-            try body()
-            return nil
-        } catch let e as StorageError {
-            return e
-        } catch {
-            Issue.record("not a StorageError: \(error)")
-            return nil
-        }
-    }
-
     @Test("the valid fixture decodes to its state, whatever the sizes of the pieces fed", arguments: [[1], [5, 3], [146], [147, 1], [1 << 20]])
     func validFixture(sizes: [Int]) throws {
         let path = fixture("snapshot-valid.ss")
@@ -76,7 +64,7 @@ struct SnapshotStreamDecoderTests {
         let path = fixture("snapshot-bad-checksum.ss")
         let raw = try readBytes(path)
         let meta = try SnapshotHeader.read(path: path).metadata
-        let e = Self.error { _ = try Self.decode(raw, expected: meta, path: path, sizes: [10]) }
+        let e = storageError { _ = try Self.decode(raw, expected: meta, path: path, sizes: [10]) }
         #expect(e?.kind == .damaged)
         #expect(e?.file == path)
         // zlib may see the corruption first (an offset in the body), else the checksum does.
@@ -88,7 +76,7 @@ struct SnapshotStreamDecoderTests {
     func truncated() throws {
         let raw = try readBytes(fixture("snapshot-truncated.ss"))
         let meta = try SnapshotHeader.read(path: fixture("snapshot-valid.ss")).metadata
-        let e = Self.error { _ = try Self.decode(raw, expected: meta, sizes: [7]) }
+        let e = storageError { _ = try Self.decode(raw, expected: meta, sizes: [7]) }
         #expect(e?.kind == .damaged)
         #expect(e?.offset == UInt64(raw.count))
         #expect(e?.detail.contains("truncated") == true)
@@ -98,7 +86,7 @@ struct SnapshotStreamDecoderTests {
     func tooLong() throws {
         let raw = try readBytes(fixture("snapshot-valid.ss"))
         let meta = try SnapshotHeader.read(path: fixture("snapshot-valid.ss")).metadata
-        let e = Self.error { _ = try Self.decode(raw + [0], expected: meta, sizes: [1 << 20]) }
+        let e = storageError { _ = try Self.decode(raw + [0], expected: meta, sizes: [1 << 20]) }
         #expect(e?.kind == .damaged)
         #expect(e?.offset == meta.size)
     }
@@ -108,7 +96,7 @@ struct SnapshotStreamDecoderTests {
         let raw = try readBytes(fixture("snapshot-valid.ss"))
         var meta = try SnapshotHeader.read(path: fixture("snapshot-valid.ss")).metadata
         meta.index += 1
-        let e = Self.error { _ = try Self.decode(raw, expected: meta, sizes: [1000]) }
+        let e = storageError { _ = try Self.decode(raw, expected: meta, sizes: [1000]) }
         #expect(e?.kind == .damaged)
         #expect(e?.offset == 16)
     }
@@ -117,7 +105,7 @@ struct SnapshotStreamDecoderTests {
     func futureVersion() throws {
         let raw = try readBytes(fixture("snapshot-future-version.ss"))
         let meta = try SnapshotHeader.read(path: fixture("snapshot-valid.ss")).metadata
-        let e = Self.error { _ = try Self.decode(raw, expected: meta, sizes: [3]) }
+        let e = storageError { _ = try Self.decode(raw, expected: meta, sizes: [3]) }
         #expect(e?.kind == .unsupportedVersion)
         #expect(e?.offset == 8)
     }
