@@ -439,7 +439,12 @@ public struct RaftCore: Sendable {
             canVote = votedFor == m.from || (votedFor == nil && leader == nil) || (rv.preVote && m.term > term)
             upToDate = log.isUpToDate(lastIndex: rv.lastLogIndex, lastTerm: rv.lastLogTerm)
         }
-        guard canVote && upToDate else {
+        // A node with no configuration has not been added yet, or was wiped to be added again
+        // under its old name: its empty log is "up to date" with any candidate's, and the
+        // votes it may have cast before the wipe are forgotten. It votes once a leader has
+        // given it a configuration (and with it a log at least as new). The simulator found
+        // a removed node, restarted with its old log, elected by such a node's vote.
+        guard canVote && upToDate && !configuration.isEmpty else {
             send(to: m.from, .requestVoteResponse(granted: false, preVote: rv.preVote))
             return
         }

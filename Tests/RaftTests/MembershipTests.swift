@@ -14,6 +14,23 @@ struct MembershipTests {
         return cluster
     }
 
+    /// A node that holds no configuration (started to be added, or wiped to be added again
+    /// under its old name) grants neither votes nor pre-votes: its empty log would call any
+    /// candidate up to date. The simulator (seed 264, before this rule) had a removed node,
+    /// restarted with its old log and configuration, elected by a wiped node's vote.
+    @Test func nodeWithoutConfigurationDoesNotVote() {
+        var core = RaftCore(id: "n1", settings: .test(), seed: 1, state: DurableState())
+        for preVote in [true, false] {
+            core.step(.requestVote(from: "n3", to: "n1", term: 12, lastIndex: 15, lastTerm: 6, preVote: preVote))
+            let answers = core.takeActions().compactMap { action -> Bool? in
+                if case let .send(m) = action, case let .requestVoteResponse(granted, _) = m.body { return granted }
+                return nil
+            }
+            #expect(answers == [false], "preVote \(preVote)")
+        }
+        #expect(core.votedFor == nil)
+    }
+
     @Test func configurationTakesEffectWhenAppendedNotWhenCommitted() throws {
         let cluster = TestCluster()
         cluster.elect("n1")
