@@ -34,6 +34,8 @@ public final class Simulation {
     private var rng: SeededRandom
     private var queue = EventQueue<Event>()
     private var now = 0
+    /// How often a snapshot take fails.
+    static let takeFailure = 0.05
     private var nodes: [NodeID: SimulatedNode] = [:]
     private var invariants = Invariants()
     private var result: SimulationResult
@@ -56,6 +58,7 @@ public final class Simulation {
         case tick(NodeID, incarnation: Int)
         case deliver(Message)
         case snapshotTaken(NodeID, incarnation: Int, SnapshotMetadata, [UInt8])
+        case snapshotTakeFailed(NodeID, incarnation: Int)
         case snapshotInstalled(NodeID, incarnation: Int, SnapshotMetadata)
         case restart(NodeID)
         case crash(NodeID, incarnation: Int)
@@ -155,6 +158,14 @@ public final class Simulation {
             result.snapshotsTaken += 1
             log("\(id) took \(meta)")
             drain(id)
+        case let .snapshotTakeFailed(id, incarnation):
+            // A take that fails (a full disk, say) may end while a leader's snapshot is
+            // being received or installed: it must not disturb that.
+            guard var node = nodes[id], node.incarnation == incarnation, node.core != nil else { return }
+            node.core!.snapshotFailed(nil, reason: "simulated: the take failed")
+            nodes[id] = node
+            log("\(id) failed to take a snapshot")
+            drain(id)
         case let .snapshotInstalled(id, incarnation, meta):
             guard var node = nodes[id], node.incarnation == incarnation, node.core != nil,
                 let r = node.receiving, r.meta == meta
@@ -166,9 +177,14 @@ public final class Simulation {
                     invariants.fail(.shell, now, "\(id): snapshot \(meta) holds state at \(state.appliedIndex)")
                     return
                 }
+                // The shell installs only what the core asked for and never told it to
+                // abort: the core must still want it.
+                guard node.core!.snapshotInstalled(meta) else {
+                    invariants.fail(.shell, now, "\(id): the core refused the install of \(meta) it asked for, with no abort")
+                    return
+                }
                 node.disk.storeSnapshot(meta, r.bytes)
                 node.state = state
-                node.core!.snapshotInstalled(meta)
                 result.snapshotsInstalled += 1
             } catch {
                 node.core!.snapshotFailed(meta, reason: "\(error)")
@@ -338,6 +354,10 @@ public final class Simulation {
         case let .takeSnapshot(index, term, configuration):
             guard node.state.appliedIndex == index else {
                 invariants.fail(.shell, now, "\(id) asked to snapshot at \(index) with state at \(node.state.appliedIndex)")
+                return
+            }
+            if rng.chance(Self.takeFailure) {
+                queue.push(.snapshotTakeFailed(id, incarnation: node.incarnation), at: now + Int.random(in: 0...20, using: &rng))
                 return
             }
             let bytes = node.state.serialized()
