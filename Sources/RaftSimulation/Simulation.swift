@@ -36,6 +36,8 @@ public final class Simulation {
     private var now = 0
     /// How often a snapshot take fails.
     static let takeFailure = 0.05
+    /// The longest a take runs (ms): long enough for a leader's snapshot to arrive meanwhile.
+    static let takeTime = 300
     private var nodes: [NodeID: SimulatedNode] = [:]
     private var invariants = Invariants()
     private var result: SimulationResult
@@ -357,12 +359,12 @@ public final class Simulation {
                 return
             }
             if rng.chance(Self.takeFailure) {
-                queue.push(.snapshotTakeFailed(id, incarnation: node.incarnation), at: now + Int.random(in: 0...20, using: &rng))
+                queue.push(.snapshotTakeFailed(id, incarnation: node.incarnation), at: now + Int.random(in: 0...Self.takeTime, using: &rng))
                 return
             }
             let bytes = node.state.serialized()
             let meta = SnapshotMetadata(index: index, term: term, configuration: configuration, size: UInt64(bytes.count))
-            queue.push(.snapshotTaken(id, incarnation: node.incarnation, meta, bytes), at: now + Int.random(in: 0...20, using: &rng))
+            queue.push(.snapshotTaken(id, incarnation: node.incarnation, meta, bytes), at: now + Int.random(in: 0...Self.takeTime, using: &rng))
         case let .beginSnapshotReceive(_, meta):
             node.receiving = (meta, [])
         case let .writeSnapshotChunk(meta, offset, data):
