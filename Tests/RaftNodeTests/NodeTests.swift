@@ -374,11 +374,21 @@ struct RaftNodeProcessTests {
         for i in 0..<20 { sent.insert(try client.send("put", ["key": "f\(i)", "value": "w\(i)"])) }
         try waitUntil("the leader appends the 20 writes") { (node.status()?.int("lastIndex") ?? 0) >= before + 20 }
         node.terminate()
+        var committed: [Int] = []
         for _ in sent {
             let a = try client.readAnswer()
-            #expect(a.int("id").map { sent.contains($0) } == true, "\(a)")
-            #expect(a.bool("ok") == false && a.error == "shutting-down", "\(a)")
+            let id = try #require(a.int("id"), "\(a)")
+            #expect(sent.contains(id), "\(a)")
+            if a.bool("ok") == true {
+                // Not expected with both followers stopped; seen once in CI (id 1 ok at the
+                // next index). An ok write must then survive like any other: checked below.
+                committed.append(id)
+                acked["f\(id - 1)"] = "w\(id - 1)"
+            } else {
+                #expect(a.error == "shutting-down", "\(a)")
+            }
         }
+        #expect(committed.isEmpty, "acknowledged with both followers paused: \(committed)\n\(cluster.dump())")
         let exit = try node.waitForExit()
         #expect(exit.status == 0 && !exit.bySignal, "exited with \(exit)")
         let last = try #require(node.events().last)
