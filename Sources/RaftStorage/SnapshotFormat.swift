@@ -97,15 +97,7 @@ public struct SnapshotHeader: Sendable, Hashable {
         guard start.count == 16 else {
             throw StorageError(.damaged, file: path, offset: size, "truncated: the file ends inside the snapshot header")
         }
-        let v = readBE32(start, 8)
-        if v > version {
-            throw StorageError(.unsupportedVersion, file: path, offset: 8, "snapshot format version \(v) is newer than this build reads (\(version))")
-        }
-        guard v == version else { throw StorageError(.damaged, file: path, offset: 8, "bad snapshot format version \(v)") }
-        let headerSize = Int(readBE32(start, 12))
-        guard headerSize >= fixedSize && headerSize <= maxSize else {
-            throw StorageError(.damaged, file: path, offset: 12, "bad header size \(headerSize)")
-        }
+        let headerSize = try checkStart(start, path: path)
         guard UInt64(headerSize) <= size else {
             throw StorageError(.damaged, file: path, offset: size, "truncated: the header takes \(headerSize) bytes, the file has \(size)")
         }
@@ -119,18 +111,32 @@ public struct SnapshotHeader: Sendable, Hashable {
         return header
     }
 
+    /// Checks the first 16 bytes of a header (magic, version, header size field) and returns
+    /// the header's size.
+    private static func checkStart(_ bytes: [UInt8], path: String) throws -> Int {
+        guard Array(bytes[0..<8]) == magic else {
+            throw StorageError(.damaged, file: path, offset: 0, "not a snapshot file (bad magic)")
+        }
+        let v = readBE32(bytes, 8)
+        if v > version {
+            throw StorageError(.unsupportedVersion, file: path, offset: 8, "snapshot format version \(v) is newer than this build reads (\(version))")
+        }
+        guard v == version else { throw StorageError(.damaged, file: path, offset: 8, "bad snapshot format version \(v)") }
+        let headerSize = Int(readBE32(bytes, 12))
+        guard headerSize >= fixedSize && headerSize <= maxSize else {
+            throw StorageError(.damaged, file: path, offset: 12, "bad header size \(headerSize)")
+        }
+        return headerSize
+    }
+
     /// Parses and checks a whole header (`bytes` holds exactly its `headerSize` bytes, as
     /// the size field at byte 12 says): magic, version, checksum, configuration. Errors name
     /// `path` and the offset in the file.
     static func parse(_ bytes: [UInt8], path: String) throws -> SnapshotHeader {
-        guard bytes.count >= fixedSize, Array(bytes[0..<8]) == magic else {
-            throw StorageError(.damaged, file: path, offset: 0, "not a snapshot file (bad magic or shorter than a header)")
+        guard bytes.count >= 16 else {
+            throw StorageError(.damaged, file: path, offset: UInt64(bytes.count), "truncated: \(bytes.count) bytes, not even a snapshot header")
         }
-        let v = readBE32(bytes, 8)
-        guard v == version else {
-            throw StorageError(v > version ? .unsupportedVersion : .damaged, file: path, offset: 8, "snapshot format version \(v) is not the one this build reads (\(version))")
-        }
-        let headerSize = Int(readBE32(bytes, 12))
+        let headerSize = try checkStart(bytes, path: path)
         guard headerSize == bytes.count else {
             throw StorageError(.damaged, file: path, offset: 12, "bad header size \(headerSize)")
         }

@@ -36,9 +36,6 @@ public final class SnapshotStreamDecoder {
 
     deinit { out.deallocate() }
 
-    /// State bytes given back so far.
-    public var stateBytes: UInt64 { inflater.totalOut }
-
     /// Takes the next raw bytes of the file (those at offset `consumed`).
     public func feed(_ raw: UnsafeRawBufferPointer, emit: (UnsafeRawBufferPointer) throws -> Void) throws {
         guard raw.count > 0 else { return }
