@@ -13,41 +13,24 @@ struct RequestFields {
     /// Nil when `bytes` is not one JSON object (surrounding whitespace allowed).
     init?(parsing bytes: UnsafeRawBufferPointer) {
         var p = JSONBytes(bytes)
+        var id: JSONValue = .null
+        var strings: [String: String] = [:]
         p.skipSpace()
-        guard p.peek == UInt8(ascii: "{") else { return nil }
-        p.index += 1
-        p.skipSpace()
-        if p.peek == UInt8(ascii: "}") {
-            p.index += 1
-        } else {
-            while true {
-                p.skipSpace()
-                guard let key = p.string() else { return nil }
-                p.skipSpace()
-                guard p.peek == UInt8(ascii: ":") else { return nil }
-                p.index += 1
-                p.skipSpace()
-                switch p.peek {
-                case UInt8(ascii: "\""):
-                    guard let s = p.string() else { return nil }
-                    if key == "id" { id = .string(s) } else { strings[key] = s }
-                default:
-                    let start = p.index
-                    guard p.skipValue(depth: 0) else { return nil }
-                    if key == "id" { id = p.integer(start..<p.index).map { .int($0) } ?? .null }
-                }
-                p.skipSpace()
-                if p.peek == UInt8(ascii: ",") {
-                    p.index += 1
-                    continue
-                }
-                guard p.peek == UInt8(ascii: "}") else { return nil }
-                p.index += 1
-                break
+        let isObject = p.container(UInt8(ascii: "{")) { key, p in
+            if p.peek == UInt8(ascii: "\"") {
+                guard let s = p.string() else { return false }
+                if key == "id" { id = .string(s) } else { strings[key!] = s }
+            } else {
+                let start = p.index
+                guard p.skipValue(depth: 0) else { return false }
+                if key == "id" { id = p.integer(start..<p.index).map { .int($0) } ?? .null }
             }
+            return true
         }
         p.skipSpace()
-        guard p.index == p.bytes.count else { return nil }
+        guard isObject, p.index == p.bytes.count else { return nil }
+        self.id = id
+        self.strings = strings
     }
 }
 
@@ -149,36 +132,47 @@ private struct JSONBytes {
         case UInt8(ascii: "\""):
             return string() != nil
         case UInt8(ascii: "{"), UInt8(ascii: "["):
-            let close = c == UInt8(ascii: "{") ? UInt8(ascii: "}") : UInt8(ascii: "]")
-            index += 1
-            skipSpace()
-            if peek == close {
-                index += 1
-                return true
-            }
-            while true {
-                skipSpace()
-                if c == UInt8(ascii: "{") {
-                    guard string() != nil else { return false }
-                    skipSpace()
-                    guard peek == UInt8(ascii: ":") else { return false }
-                    index += 1
-                    skipSpace()
-                }
-                guard skipValue(depth: depth + 1) else { return false }
-                skipSpace()
-                if peek == UInt8(ascii: ",") {
-                    index += 1
-                    continue
-                }
-                guard peek == close else { return false }
-                index += 1
-                return true
-            }
+            return container(c) { _, p in p.skipValue(depth: depth + 1) }
         case UInt8(ascii: "t"): return literal("true")
         case UInt8(ascii: "f"): return literal("false")
         case UInt8(ascii: "n"): return literal("null")
         default: return number()
+        }
+    }
+
+    /// Walks the object or array (`open` is `{` or `[`) at the cursor: for each element,
+    /// `element` gets its key (objects) and the cursor on its value, which it must take.
+    /// False if malformed.
+    mutating func container(_ open: UInt8, _ element: (_ key: String?, inout JSONBytes) -> Bool) -> Bool {
+        guard peek == open else { return false }
+        let isObject = open == UInt8(ascii: "{")
+        let close = isObject ? UInt8(ascii: "}") : UInt8(ascii: "]")
+        index += 1
+        skipSpace()
+        if peek == close {
+            index += 1
+            return true
+        }
+        while true {
+            skipSpace()
+            var key: String?
+            if isObject {
+                guard let k = string() else { return false }
+                skipSpace()
+                guard peek == UInt8(ascii: ":") else { return false }
+                index += 1
+                skipSpace()
+                key = k
+            }
+            guard element(key, &self) else { return false }
+            skipSpace()
+            if peek == UInt8(ascii: ",") {
+                index += 1
+                continue
+            }
+            guard peek == close else { return false }
+            index += 1
+            return true
         }
     }
 
