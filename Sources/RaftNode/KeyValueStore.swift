@@ -102,15 +102,16 @@ public struct KeyValueRestorer {
 
     /// Whether `bytes` hold a whole (key, value) pair at `at`: two length-prefixed strings.
     private static func pairIsWhole(_ bytes: [UInt8], at start: Int, stateOffset: Int) throws(DecodingError) -> Bool {
-        var p = start
+        var r = ByteReader(bytes[start...])
         for what in ["key", "value"] {
-            guard bytes.count - p >= 4 else { return false }
-            let n = Int(bytes[p]) << 24 | Int(bytes[p + 1]) << 16 | Int(bytes[p + 2]) << 8 | Int(bytes[p + 3])
+            guard r.remaining >= 4 else { return false }
+            var length = r
+            let n = Int(try length.readUInt32("\(what) length"))
             guard n <= maxLength else {
-                throw DecodingError(offset: stateOffset + p, detail: "\(what) length \(n) is over the limit of \(maxLength)")
+                throw DecodingError(offset: stateOffset + start + r.offset, detail: "\(what) length \(n) is over the limit of \(maxLength)")
             }
-            guard bytes.count - p - 4 >= n else { return false }
-            p += 4 + n
+            guard r.remaining >= 4 + n else { return false }
+            _ = try r.readBlob(what)
         }
         return true
     }
