@@ -180,12 +180,10 @@ final class NodeLoop {
     // Snapshot work.
     var openSnapshotFiles: [LogIndex: SnapshotFile] = [:]
     var sendStarted: [NodeID: DispatchTime] = [:]
-    var receiver: SnapshotReceiver?
+    /// The snapshot being received, restored as it arrives.
     var restoring: SnapshotRestore?
-    /// A restore handed its receiver to install; it posts its outcome.
+    /// A restore told to install; it posts its outcome.
     var installing: SnapshotRestore?
-    var receiveStarted = DispatchTime.now()
-    var receiveFrom: NodeID = ""
     var snapshotTakeStarted = DispatchTime.now()
     /// Every peer address learned, from `--member` and from configurations.
     var addressBook: [NodeID: String]
@@ -290,6 +288,7 @@ final class NodeLoop {
             core.snapshotFailed(nil, reason: reason)
             requestSnapshotForWaitingClients()
         case let .snapshotRestored(meta, restored, ms, note):
+            let from = installing?.from ?? ""
             installing = nil
             nodeLog.write(note)
             // The core says whether it still waits for this install; only then is the state
@@ -300,7 +299,7 @@ final class NodeLoop {
             }
             store = restored
             events.write("snapshot-installed", term: core.term, [
-                ("from", .string(receiveFrom)), ("index", .int(Int64(meta.index))), ("snapshotTerm", .int(Int64(meta.term))),
+                ("from", .string(from)), ("index", .int(Int64(meta.index))), ("snapshotTerm", .int(Int64(meta.term))),
                 ("bytes", .int(Int64(meta.size))), ("ms", .int(Int64(ms))),
             ])
         case let .snapshotRestoreFailed(meta, reason):
@@ -447,20 +446,14 @@ final class NodeLoop {
         case let .beginSnapshotReceive(from, meta):
             abortSnapshotReceive()
             let r = try storage.snapshots.receive(meta)
-            receiveStarted = .now()
-            receiveFrom = from
             do {
-                restoring = try SnapshotRestore(receiving: r, from: from, started: receiveStarted, mailbox: mailbox)
-                receiver = r
+                restoring = try SnapshotRestore(receiving: r, from: from, mailbox: mailbox)
             } catch {
                 r.abort()
                 core.snapshotFailed(meta, reason: "cannot follow the snapshot being received: \(error)")
             }
         case let .writeSnapshotChunk(_, offset, data):
-            if let r = receiver {
-                try r.write(at: offset, data)
-                restoring?.advance(to: r.received)
-            }
+            try restoring?.write(at: offset, data)
         case let .installSnapshot(meta):
             installSnapshot(meta)
         case .abortSnapshotReceive:
@@ -522,22 +515,19 @@ final class NodeLoop {
     /// Every chunk is written: the restore that followed the transfer finishes, checks,
     /// makes the file durable and posts `.snapshotRestored` (or `.snapshotRestoreFailed`).
     func installSnapshot(_ meta: SnapshotMetadata) {
-        guard let r = receiver, let restore = restoring, r.metadata == meta else {
+        guard let restore = restoring, restore.metadata == meta else {
             abortSnapshotReceive()
             core.snapshotFailed(meta, reason: "no snapshot \(meta) being received")
             return
         }
-        receiver = nil
         restoring = nil
         installing = restore
-        restore.install(r)
+        restore.install()
     }
 
     func abortSnapshotReceive() {
         restoring?.cancel()
         restoring = nil
-        receiver?.abort()
-        receiver = nil
     }
 
     static func ms(since start: DispatchTime) -> Int {

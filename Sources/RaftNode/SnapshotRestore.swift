@@ -6,25 +6,28 @@ import RaftStorage
 /// Restores a snapshot while it is being received, so that the restore overlaps the
 /// transfer rather than following it.
 ///
-/// The loop writes each chunk to the receiver's temporary file and calls `advance(to:)`.
-/// Two threads follow the file: the first reads what has been written (from the page
-/// cache, through a descriptor of its own) and inflates it with a `SnapshotStreamDecoder`
+/// It owns the `SnapshotReceiver`: the loop writes each chunk through `write(at:_:)`, into
+/// the receiver's temporary file. Two threads follow the file: the first reads what has
+/// been written (from the page cache, through a descriptor of its own) and inflates it with a `SnapshotStreamDecoder`
 /// (which also checks the header and the body's checksum); the second parses the state
 /// pieces into a `KeyValueStore`. Between them, a queue of at most `maxQueued` pieces: the
 /// memory used grows with the piece size, never with the state.
 ///
-/// When the core says install, the loop hands the receiver over (`install(_:)`); once both
+/// When the core says install, the loop calls `install()` and writes no more; once both
 /// threads are through and everything checked, the second thread makes the file durable
 /// under its final name (`install(bodyVerified:)`: fsync, rename, directory fsync) and only
 /// then posts `.snapshotRestored`. Any failure posts `.snapshotRestoreFailed` instead: the
 /// node never takes a state from a file that is not durable and whole. Exactly one of the two
-/// is posted after `install(_:)` unless `cancel()` comes first; a cancel after the file was
+/// is posted after `install()` unless `cancel()` comes first; a cancel after the file was
 /// renamed into place is too late to undo it (the node is stopping: a crash there is the same).
 final class SnapshotRestore: @unchecked Sendable {
     let metadata: SnapshotMetadata
+    /// The leader it comes from.
+    let from: NodeID
     private let mailbox: Mailbox
-    private let started: DispatchTime
-    private let from: NodeID
+    private let started = DispatchTime.now()
+    /// The loop's until `install()`, the second thread's after.
+    private let receiver: SnapshotReceiver
     static let maxQueued = 8
     // The inflate thread's alone.
     private let bytes: SnapshotReceivedBytes
@@ -33,18 +36,19 @@ final class SnapshotRestore: @unchecked Sendable {
     // Shared between the loop and the two threads, under `condition`.
     private let condition = NSCondition()
     private var written: UInt64 = 0
-    private var receiver: SnapshotReceiver?
     private var cancelled = false
     private var failure: String?
     private var pieces: [[UInt8]] = []
     private var inflated = false
+    /// Set by `install()`: every chunk is written.
     private var lastChunkAt: DispatchTime?
 
-    /// Starts following `receiver`'s file; `started` is when the transfer began.
-    init(receiving receiver: SnapshotReceiver, from: NodeID, started: DispatchTime, mailbox: Mailbox) throws {
+    /// Starts following `receiver`'s file, a transfer that begins now; the restore owns the
+    /// receiver from here on (if this throws, the caller still does).
+    init(receiving receiver: SnapshotReceiver, from: NodeID, mailbox: Mailbox) throws {
         metadata = receiver.metadata
+        self.receiver = receiver
         self.mailbox = mailbox
-        self.started = started
         self.from = from
         bytes = try receiver.openForReading()
         decoder = try SnapshotStreamDecoder(expected: receiver.metadata, path: receiver.tempPath)
@@ -56,30 +60,34 @@ final class SnapshotRestore: @unchecked Sendable {
         parse.start()
     }
 
-    /// The first `bytes` of the file have been written.
-    func advance(to bytes: UInt64) {
+    /// Writes a chunk at `offset` of the file (the loop, before `install()`); the threads
+    /// follow what is written.
+    func write(at offset: UInt64, _ data: [UInt8]) throws {
+        try receiver.write(at: offset, data)
         condition.lock()
-        written = max(written, bytes)
+        written = max(written, receiver.received)
         condition.broadcast()
         condition.unlock()
     }
 
-    /// Every chunk is written: finish, check, install `receiver` and post the outcome.
-    func install(_ receiver: SnapshotReceiver) {
+    /// Every chunk is written: finish, check, install and post the outcome.
+    func install() {
         condition.lock()
-        self.receiver = receiver
         lastChunkAt = .now()
         condition.broadcast()
         condition.unlock()
     }
 
-    /// The receive is abandoned (the caller aborts its receiver): stop, post nothing.
+    /// The receive is abandoned: stop, post nothing, and (before `install()`) discard the
+    /// file. After `install()` the second thread discards it, unless it is already renamed.
     func cancel() {
         condition.lock()
         cancelled = true
         pieces.removeAll()
+        let installing = lastChunkAt != nil
         condition.broadcast()
         condition.unlock()
+        if !installing { receiver.abort() }
     }
 
     private var isCancelled: Bool {
@@ -104,7 +112,7 @@ final class SnapshotRestore: @unchecked Sendable {
         var offset: UInt64 = 0
         while true {
             condition.lock()
-            while !cancelled && failure == nil && offset >= written && receiver == nil {
+            while !cancelled && failure == nil && offset >= written && lastChunkAt == nil {
                 condition.wait()
             }
             let stop = cancelled || failure != nil
@@ -175,13 +183,15 @@ final class SnapshotRestore: @unchecked Sendable {
         }
         // Both threads are through. Wait for the install (or a cancel) before the outcome.
         condition.lock()
-        while receiver == nil && !cancelled { condition.wait() }
-        let receiver = self.receiver
+        while lastChunkAt == nil && !cancelled { condition.wait() }
         let failure = self.failure
-        let lastChunkAt = self.lastChunkAt ?? .now()
-        let cancelledBeforeInstall = cancelled
+        let installAsked = self.lastChunkAt
+        let cancelledNow = cancelled
         condition.unlock()
-        guard !cancelledBeforeInstall, let receiver else { return }
+        guard !cancelledNow, let lastChunkAt = installAsked else {
+            if installAsked != nil { receiver.abort() }  // else cancel() did
+            return
+        }
         if let failure {
             receiver.abort()
             mailbox.post(.snapshotRestoreFailed(metadata, failure))

@@ -35,13 +35,12 @@ struct SnapshotRestoreTests {
         return dir
     }
 
-    /// Writes `bytes` through a receiver in chunks as the loop does, advancing the restore.
-    static func transfer(_ bytes: [UInt8], chunk: Int, to receiver: SnapshotReceiver, _ restore: SnapshotRestore) throws {
+    /// Writes `bytes` through the restore in chunks, as the loop does.
+    static func transfer(_ bytes: [UInt8], chunk: Int, _ restore: SnapshotRestore) throws {
         var offset = 0
         while offset < bytes.count {
             let end = min(bytes.count, offset + chunk)
-            try receiver.write(at: UInt64(offset), Array(bytes[offset..<end]))
-            restore.advance(to: receiver.received)
+            try restore.write(at: UInt64(offset), Array(bytes[offset..<end]))
             offset = end
         }
     }
@@ -63,9 +62,9 @@ struct SnapshotRestoreTests {
         let follower = try SnapshotStore(directory: dir + "/follower")
         let receiver = try follower.receive(meta)
         let mailbox = Mailbox()
-        let restore = try SnapshotRestore(receiving: receiver, from: "n1", started: .now(), mailbox: mailbox)
-        try Self.transfer(bytes, chunk: chunk, to: receiver, restore)
-        restore.install(receiver)
+        let restore = try SnapshotRestore(receiving: receiver, from: "n1", mailbox: mailbox)
+        try Self.transfer(bytes, chunk: chunk, restore)
+        restore.install()
         guard case let .snapshotRestored(installed, store, _, note) = Self.outcome(mailbox) else {
             Issue.record("no snapshotRestored")
             return
@@ -89,9 +88,9 @@ struct SnapshotRestoreTests {
             let follower = try SnapshotStore(directory: dir + "/follower-\(position)")
             let receiver = try follower.receive(meta)
             let mailbox = Mailbox()
-            let restore = try SnapshotRestore(receiving: receiver, from: "n1", started: .now(), mailbox: mailbox)
-            try Self.transfer(bytes, chunk: 4096, to: receiver, restore)
-            restore.install(receiver)
+            let restore = try SnapshotRestore(receiving: receiver, from: "n1", mailbox: mailbox)
+            try Self.transfer(bytes, chunk: 4096, restore)
+            restore.install()
             guard case let .snapshotRestoreFailed(failed, reason) = Self.outcome(mailbox) else {
                 Issue.record("byte \(position): no snapshotRestoreFailed")
                 continue
@@ -103,7 +102,7 @@ struct SnapshotRestoreTests {
         }
     }
 
-    @Test("a cancelled receive posts nothing")
+    @Test("a cancelled receive posts nothing and leaves no file")
     func cancelPostsNothing() throws {
         let dir = try Self.tempDir()
         defer { try? FileManager.default.removeItem(atPath: dir) }
@@ -111,12 +110,12 @@ struct SnapshotRestoreTests {
         let follower = try SnapshotStore(directory: dir + "/follower")
         let receiver = try follower.receive(meta)
         let mailbox = Mailbox()
-        let restore = try SnapshotRestore(receiving: receiver, from: "n1", started: .now(), mailbox: mailbox)
-        try Self.transfer(Array(bytes.prefix(bytes.count / 2)), chunk: 4096, to: receiver, restore)
+        let restore = try SnapshotRestore(receiving: receiver, from: "n1", mailbox: mailbox)
+        try Self.transfer(Array(bytes.prefix(bytes.count / 2)), chunk: 4096, restore)
         restore.cancel()
-        receiver.abort()
         #expect(Self.outcome(mailbox, seconds: 1) == nil, "nothing posted")
         #expect(try follower.latest() == nil)
+        #expect(try FileSystemProbe.files(in: dir + "/follower").isEmpty, "the temporary file is gone")
     }
 }
 
