@@ -8,11 +8,15 @@ import Foundation
 
 /// A child process started by the harness.
 ///
-/// Its standard input is a pipe whose write end only the harness holds (close-on-exec, so
-/// no other child inherits it): started with `--exit-on-stdin-close`, the child ends when
-/// the harness ends by any path, a crash included. Its stdout and stderr are appended to a
-/// file. It runs in its own process group, so a Ctrl-C at the terminal reaches the harness
-/// alone, which then ends its children itself.
+/// It starts with three descriptors and no others: its standard input, a pipe whose write
+/// end only the harness holds (started with `--exit-on-stdin-close`, the child ends when the
+/// harness ends by any path, a crash included), and its stdout and stderr, appended to a
+/// file. Every other descriptor of the harness (the link proxies' listening sockets, the
+/// proxied connections open at that moment, SwiftNIO's own) is closed in the child: a
+/// child that held a copy of a proxied connection kept it open after the harness closed it,
+/// so its sender never saw the connection end and wrote into it for ever. It runs in its
+/// own process group, so a Ctrl-C at the terminal reaches the harness alone, which then ends
+/// its children itself.
 private let spawnLock = NSLock()
 
 struct ChildProcess: Sendable {
@@ -57,6 +61,7 @@ struct ChildProcess: Sendable {
         posix_spawn_file_actions_adddup2(&actions, fds[0], 0)
         posix_spawn_file_actions_adddup2(&actions, out, 1)
         posix_spawn_file_actions_adddup2(&actions, out, 2)
+        try closeEveryOtherDescriptor(&actions)
 
         posix_spawnattr_init(&attr)
         defer { posix_spawnattr_destroy(&attr) }
@@ -80,6 +85,31 @@ struct ChildProcess: Sendable {
             throw SpawnError(description: "cannot start \(path): \(String(cString: strerror(rc)))")
         }
         return ChildProcess(pid: pid, stdinWriteEnd: fds[1])
+    }
+
+    #if canImport(Glibc)
+        typealias FileActions = posix_spawn_file_actions_t
+    #else
+        typealias FileActions = posix_spawn_file_actions_t?
+    #endif
+
+    /// Adds to `actions` the closing of every descriptor from 3 up, after the dup2s: glibc's
+    /// `posix_spawn_file_actions_addclosefrom_np` (2.34 and later; not exported to Swift, so
+    /// looked up by name), else a close for each descriptor open now (/proc/self/fd).
+    private static func closeEveryOtherDescriptor(_ actions: inout FileActions) throws(SpawnError) {
+        typealias CloseFrom = @convention(c) (UnsafeMutableRawPointer, Int32) -> Int32
+        if let symbol = dlsym(dlopen(nil, RTLD_NOW), "posix_spawn_file_actions_addclosefrom_np") {
+            let closeFrom = unsafeBitCast(symbol, to: CloseFrom.self)
+            let rc = withUnsafeMutablePointer(to: &actions) { closeFrom(UnsafeMutableRawPointer($0), 3) }
+            guard rc == 0 else { throw SpawnError(description: "posix_spawn_file_actions_addclosefrom_np: \(String(cString: strerror(rc)))") }
+            return
+        }
+        guard let names = try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd") else {
+            throw SpawnError(description: "cannot list /proc/self/fd to close the harness's descriptors in the child")
+        }
+        for fd in names.compactMap({ Int32($0) }).sorted() where fd > 2 {
+            posix_spawn_file_actions_addclose(&actions, fd)
+        }
     }
 
     func signal(_ sig: Int32) {

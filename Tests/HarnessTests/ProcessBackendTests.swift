@@ -1,6 +1,18 @@
 import Foundation
-import Harness
+@testable import Harness
 import Testing
+
+/// The socket inodes that the descriptors of process `pid` hold ("socket:[123]" links).
+func socketInodes(of pid: String) -> Set<String> {
+    let dir = "/proc/\(pid)/fd"
+    var out = Set<String>()
+    for fd in (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? [] {
+        if let target = try? FileManager.default.destinationOfSymbolicLink(atPath: dir + "/" + fd), target.hasPrefix("socket:") {
+            out.insert(target)
+        }
+    }
+    return out
+}
 
 @Suite("Process back end")
 struct ProcessBackendTests {
@@ -15,6 +27,14 @@ struct ProcessBackendTests {
         let engine = Engine(backend: backend, recorder: recorder, seed: 1)
         let failure = await engine.run(scenario)
         let pids = backend.pids
+        // No node holds a socket of the harness (a proxy's listening socket or connection):
+        // a copy in a child keeps a connection open after the harness closes it.
+        let mine = socketInodes(of: "self")
+        #expect(!mine.isEmpty)
+        for (name, pid) in pids {
+            let shared = socketInodes(of: "\(pid)").intersection(mine)
+            #expect(shared.isEmpty, "\(name) holds the harness's sockets \(shared.sorted())")
+        }
         await backend.shutdown()
         recorder.close()
         #expect(failure == nil, "\(failure.map { "\($0)" } ?? "")")
@@ -24,5 +44,29 @@ struct ProcessBackendTests {
         #expect(history.split(separator: "\n").filter { $0.contains(#""type":"ok""#) }.count == 10)
         let log = try String(contentsOfFile: dir + "/harness.log", encoding: .utf8)
         #expect(log.contains("converged applied="))
+    }
+
+    @Test("A child starts with its three standard descriptors and nothing else of the harness")
+    func childInheritsOnlyItsStandardStreams() throws {
+        // A descriptor without close-on-exec, as SwiftNIO's accepted sockets are.
+        let leaked = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        #expect(leaked > 2)
+        defer { close(leaked) }
+        let out = FileManager.default.temporaryDirectory.appendingPathComponent("hx-fd-\(getpid())").path
+        defer { try? FileManager.default.removeItem(atPath: out) }
+        let child = try ChildProcess.spawn(path: "/bin/sleep", arguments: ["30"], output: out)
+        defer {
+            child.signal(SIGKILL)
+            _ = child.waitBlocking()
+            close(child.stdinWriteEnd)
+        }
+        var fds: [String] = []
+        // The fds are those of sleep once it has exec'd (the spawn returns after the exec).
+        for _ in 0..<100 {
+            fds = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(child.pid)/fd")) ?? []
+            if !fds.isEmpty { break }
+            usleep(10_000)
+        }
+        #expect(fds.sorted() == ["0", "1", "2"])
     }
 }
