@@ -214,7 +214,7 @@ public struct ScenarioParser {
         case "add":
             guard let name = words.peek() else { throw error(line, "expected a node name after 'add'") }
             guard name.hasPrefix("$") || isValidNodeName(name) else { throw error(line, "'\(name)' is not a node name ([a-z][a-z0-9-]*)") }
-            step = .add(try nodeRef(&words, allowBinding: false))
+            step = .add(try nodeRef(&words))
         case "partition":
             var groups: [[NodeRef]] = [[]]
             while words.peek() != nil {
@@ -222,7 +222,7 @@ public struct ScenarioParser {
                     _ = words.next()
                     groups.append([])
                 } else {
-                    groups[groups.count - 1].append(try nodeRef(&words, allowBinding: false))
+                    groups[groups.count - 1].append(try nodeRef(&words))
                 }
             }
             guard groups.allSatisfy({ !$0.isEmpty }), !groups[0].isEmpty else { throw error(line, "'partition' needs groups of nodes separated by '|'") }
@@ -258,18 +258,16 @@ public struct ScenarioParser {
         case "await":
             step = try parseAwait(&words, line: line)
         case "expect":
-            let first = try words.expectWord("'leader' or a node")
-            if first == "leader" && words.peek() != nil && words.peek() != "installed-snapshot" && words.peek() != "sent-snapshot" && words.peek() != "no-snapshot" {
-                step = .expectLeader(try nodeRef(&words, allowBinding: false))
-            } else {
-                var sub = Words(words: [first] + words.rest(), line: line, file: file)
-                let node = try nodeRef(&sub, allowBinding: false)
-                let what = try sub.expectWord("installed-snapshot, sent-snapshot or no-snapshot")
-                guard let e = Step.SnapshotExpectation(rawValue: what) else {
-                    throw error(line, "'expect \(node) \(what)': expected installed-snapshot, sent-snapshot or no-snapshot")
-                }
-                try sub.expectEnd()
+            // `expect NODE installed-snapshot` (NODE may be `leader`) or `expect leader NODE`.
+            let node = try nodeRef(&words)
+            if let what = words.peek(), let e = Step.SnapshotExpectation(rawValue: what) {
+                _ = words.next()
                 step = .expectSnapshot(node, e)
+            } else if node == NodeRef(selector: .leader), words.peek() != nil {
+                step = .expectLeader(try nodeRef(&words))
+            } else {
+                let what = try words.expectWord("installed-snapshot, sent-snapshot or no-snapshot")
+                throw error(line, "'expect \(node) \(what)': expected installed-snapshot, sent-snapshot or no-snapshot")
             }
         case "sleep":
             step = .sleep(ms: try words.expectDuration())
@@ -294,7 +292,7 @@ public struct ScenarioParser {
             if words.peek() == "among" {
                 _ = words.next()
                 while let w = words.peek(), w != "within" {
-                    among.append(try nodeRef(&words, allowBinding: false))
+                    among.append(try nodeRef(&words))
                 }
                 guard !among.isEmpty else { throw error(line, "'among' needs nodes") }
             }
@@ -311,7 +309,7 @@ public struct ScenarioParser {
             try words.expect("among")
             var among: [NodeRef] = []
             while let w = words.peek(), w != "for" {
-                among.append(try nodeRef(&words, allowBinding: false))
+                among.append(try nodeRef(&words))
             }
             guard !among.isEmpty else { throw error(line, "'await no-leader among' needs nodes") }
             try words.expect("for")
@@ -320,7 +318,7 @@ public struct ScenarioParser {
             try words.expect("within")
             return .awaitConverged(withinMs: try words.expectDuration())
         case "snapshotting":
-            let node = try nodeRef(&words, allowBinding: false)
+            let node = try nodeRef(&words)
             try words.expect("within")
             return .awaitSnapshotting(node, withinMs: try words.expectDuration())
         case "committed":

@@ -128,4 +128,47 @@ struct ScenarioParserTests {
         #expect(parseSize("100") == 100)
         #expect(parseSize("x") == nil)
     }
+
+    @Test("Wherever a step takes a NODE it takes leader, follower and `as X`, groups and lists included")
+    func selectorsAndBindingsEverywhere() throws {
+        let s = try parse("""
+            cluster n1 n2 n3 n4 n5
+            await leader within 5s as l
+            partition $l follower as f
+            start $f
+            partition leader as a follower as b | n5
+            start $a
+            start $b
+            await leader among follower as c n1 within 5s as d
+            start $c
+            start $d
+            await no-leader among leader as e $l for 1s
+            start $e
+            await snapshotting follower as g within 5s
+            start $g
+            expect leader follower as h
+            start $h
+            expect leader as i installed-snapshot
+            expect follower as j no-snapshot
+            start $i
+            start $j
+            add n6 as k
+            start $k
+            """)
+        let f = NodeRef(selector: .follower, binding: "f")
+        #expect(s.steps[2].step == .partition([[NodeRef(selector: .variable("l")), f]]))
+        #expect(s.steps[4].step == .partition([[NodeRef(selector: .leader, binding: "a"), NodeRef(selector: .follower, binding: "b")], [NodeRef(selector: .named("n5"))]]))
+        #expect(s.steps[7].step == .awaitLeader(among: [NodeRef(selector: .follower, binding: "c"), NodeRef(selector: .named("n1"))], withinMs: 5000, binding: "d"))
+        #expect(s.steps[10].step == .awaitNoLeader(among: [NodeRef(selector: .leader, binding: "e"), NodeRef(selector: .variable("l"))], forMs: 1000))
+        #expect(s.steps[12].step == .awaitSnapshotting(NodeRef(selector: .follower, binding: "g"), withinMs: 5000))
+        #expect(s.steps[14].step == .expectLeader(NodeRef(selector: .follower, binding: "h")))
+        #expect(s.steps[16].step == .expectSnapshot(NodeRef(selector: .leader, binding: "i"), .installed))
+        #expect(s.steps[17].step == .expectSnapshot(NodeRef(selector: .follower, binding: "j"), .none))
+        #expect(s.steps[20].step == .add(NodeRef(selector: .named("n6"), binding: "k")))
+        // In submit, `as` names the batch.
+        let t = try parse("cluster n1 n2 n3\nsubmit 3 to leader as s\nawait committed s within 5s")
+        #expect(t.steps[1].step == .submit(count: 3, to: NodeRef(selector: .leader), batch: "s"))
+        #expect(error("cluster n1 n2\nexpect leader")?.message.contains("installed-snapshot, sent-snapshot or no-snapshot") == true)
+        #expect(error("cluster n1 n2\nexpect n1 leader")?.message.contains("expected installed-snapshot") == true)
+    }
 }
