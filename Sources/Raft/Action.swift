@@ -43,13 +43,20 @@ public enum Observation: Sendable, Hashable {
     /// writes observations after a batch of steps may be in a later one by then).
     case role(Role, leader: NodeID?, term: Term)
     case vote(for: NodeID, term: Term)
+    /// A conflicting suffix of the log, from `from` on, was removed (never a committed entry).
     case truncate(from: LogIndex)
+    /// The log through `through` was dropped because a snapshot covers it: after a take, or
+    /// when an installed snapshot replaces the log.
+    case compact(through: LogIndex)
     case commit(LogIndex)
     case config(index: LogIndex, Configuration, committed: Bool)
     /// A leader started sending a snapshot to a follower.
     case snapshotSendStarted(to: NodeID, SnapshotMetadata)
     /// The follower installed the snapshot the leader sent.
     case snapshotSent(to: NodeID, SnapshotMetadata)
+    /// The leader gave up a transfer that made no progress, with the follower's
+    /// acknowledged `offset`; it offers the newest snapshot again.
+    case snapshotAbandoned(to: NodeID, SnapshotMetadata, offset: UInt64, reason: String)
     /// The follower installed a snapshot from `from`.
     case snapshotInstalled(from: NodeID, SnapshotMetadata)
     /// This node's removal from the configuration is committed; its shell should stop it.

@@ -111,13 +111,18 @@ public struct SnapshotRecoveryResponse: Sendable, Hashable {
     public var installed: Bool
     /// False when the follower is not receiving this snapshot (any more): start over.
     public var success: Bool
+    /// The follower holds every byte of this snapshot and is installing it (checking,
+    /// making it durable, restoring the state: seconds for a large one). Said in every
+    /// answer until the install ends, so that the leader waits rather than starts over.
+    public var installing: Bool
 
-    public init(index: LogIndex, snapshotTerm: Term, nextOffset: UInt64, installed: Bool, success: Bool) {
+    public init(index: LogIndex, snapshotTerm: Term, nextOffset: UInt64, installed: Bool, success: Bool, installing: Bool = false) {
         self.index = index
         self.snapshotTerm = snapshotTerm
         self.nextOffset = nextOffset
         self.installed = installed
         self.success = success
+        self.installing = installing
     }
 }
 
@@ -136,7 +141,7 @@ extension Message.Body: CustomStringConvertible {
         case let .snapshotResponse(a, i, l): "SnapshotResponse(\(a ? "accepted" : "declined") \(i), last \(l))"
         case let .snapshotRecoveryRequest(c): "SnapshotRecoveryRequest(\(c.index)@\(c.snapshotTerm) offset \(c.offset), \(c.data.count) bytes\(c.done ? ", done" : ""))"
         case let .snapshotRecoveryResponse(r):
-            "SnapshotRecoveryResponse(\(r.index) next \(r.nextOffset)\(r.installed ? ", installed" : "")\(r.success ? "" : ", failed"))"
+            "SnapshotRecoveryResponse(\(r.index) next \(r.nextOffset)\(r.installed ? ", installed" : "")\(r.installing ? ", installing" : "")\(r.success ? "" : ", failed"))"
         case let .removed(i): "Removed(config \(i))"
         }
     }

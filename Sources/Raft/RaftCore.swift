@@ -67,6 +67,8 @@ public struct RaftCore: Sendable {
     public private(set) var progress: [NodeID: Progress] = [:]
     /// Set once this node learns that its removal is committed; it never campaigns again.
     public private(set) var isRemoved = false
+    /// Ticks since this core was made: the core's only clock.
+    public private(set) var ticks: UInt64 = 0
 
     /// Configurations in force from an index on: the one as of the log's compaction point
     /// first, then one for each configuration entry in the log, in index order.
@@ -113,7 +115,9 @@ public struct RaftCore: Sendable {
             // A crash between installing a snapshot and resetting the log leaves a log that
             // does not reach or does not match the snapshot: the snapshot wins, on disk too.
             if log.term(at: snap.index) != snap.term {
+                if log.lastIndex > snap.index { repair.append(.observe(.truncate(from: snap.index + 1))) }
                 if log.lastIndex > log.prevIndex { repair.append(.truncateLog(from: log.firstIndex)) }
+                repair.append(.observe(.compact(through: snap.index)))
                 repair.append(.compactLog(through: snap.index, term: snap.term))
                 log = RaftLog(prevIndex: snap.index, prevTerm: snap.term)
             }
@@ -184,6 +188,7 @@ public struct RaftCore: Sendable {
 
     /// One tick of the clock.
     public mutating func tick() {
+        ticks += 1
         electionElapsed += 1
         if role == .leader {
             heartbeatElapsed += 1
@@ -304,7 +309,7 @@ public struct RaftCore: Sendable {
     private mutating func syncProgressWithConfiguration() {
         let members = Set(latestConfiguration.members)
         for peer in members where peer != id && progress[peer] == nil {
-            var pr = Progress(next: log.lastIndex + 1)
+            var pr = Progress(next: log.lastIndex + 1, now: ticks)
             pr.recentActive = true
             progress[peer] = pr
         }
@@ -368,6 +373,7 @@ public struct RaftCore: Sendable {
             return
         }
 
+        if role == .leader { progress[m.from]?.lastHeardTick = ticks }
         switch m.body {
         case .requestVote(let rv):
             handleRequestVote(m, rv)
@@ -474,6 +480,14 @@ public struct RaftCore: Sendable {
     // MARK: Replication, follower side
 
     private mutating func handleAppendEntries(from: NodeID, _ ae: AppendEntries) {
+        if let r = receiving, !r.installing, r.from == from {
+            // A leader sends entries to a follower only while it sends it no snapshot: this
+            // one gave the transfer up (the install of an earlier offer made it needless, or
+            // it was abandoned). Waiting for its chunks would wait for ever.
+            actions.append(.abortSnapshotReceive(r.snapshot))
+            receiving = nil
+            setRole(restingRole, leader: from)
+        }
         guard receiving == nil else {
             // Taking in a snapshot: the log waits until it is installed.
             send(to: from, .appendEntriesResponse(AppendEntriesResponse(success: false, index: ae.prevLogIndex, hintIndex: log.lastIndex + 1, lastIndex: log.lastIndex)))
@@ -676,7 +690,7 @@ public struct RaftCore: Sendable {
         guard let prevTerm = log.term(at: prevIndex) else {
             // What this follower needs next is compacted away: send a snapshot.
             guard let snap = snapshot, snap.index >= log.prevIndex else { return false }
-            pr.becomeSnapshot(snap)
+            pr.becomeSnapshot(snap, now: ticks)
             actions.append(.observe(.snapshotSendStarted(to: peer, snap)))
             send(to: peer, .snapshotRequest(snap))
             return false
@@ -763,7 +777,7 @@ public struct RaftCore: Sendable {
                 break
             case .snapshot:
                 progress[peer] = pr
-                resumeStalledTransfer(to: peer)
+                heartbeatTransfer(to: peer)
             }
         }
         for (peer, var d) in departing.sorted(by: { $0.key < $1.key }) {
@@ -790,11 +804,26 @@ public struct RaftCore: Sendable {
     }
 
     /// Promotes one caught-up learner that was added to become a voter.
+    ///
+    /// Caught up means it holds everything committed, as a voter in good standing does; or,
+    /// under a steady stream of writes that keeps it a few entries behind for ever, that it
+    /// keeps up: it finished a catch-up round (reached the leader's last index as of the
+    /// round's start) within an election timeout (dissertation 4.2.1).
     private mutating func maybePromoteLearner() {
-        guard role == .leader, latestConfigurationIndex <= commitIndex, log.term(at: commitIndex) == term else { return }
+        guard role == .leader else { return }
+        let ready = latestConfigurationIndex <= commitIndex && log.term(at: commitIndex) == term
         for learner in latestConfiguration.promoting {
-            // Caught up: it holds everything committed, as a voter in good standing does.
-            guard let pr = progress[learner], pr.state == .replicate, pr.match >= commitIndex else { continue }
+            guard var pr = progress[learner], pr.state == .replicate else { continue }
+            var keepsUp = false
+            if let round = pr.catchUpRound, pr.match >= round.target {
+                keepsUp = ticks - round.startedTick <= UInt64(settings.electionTicks)
+                pr.catchUpRound = nil
+            }
+            if pr.catchUpRound == nil && !keepsUp {
+                pr.catchUpRound = Progress.CatchUpRound(target: log.lastIndex, startedTick: ticks)
+            }
+            progress[learner] = pr
+            guard ready, keepsUp || pr.match >= commitIndex else { continue }
             _ = proposeChange(.promote(learner))
             return
         }
@@ -810,9 +839,7 @@ public struct RaftCore: Sendable {
             return
         }
         if accepted {
-            transfer.accepted = true
-            transfer.idleHeartbeats = 0
-            transfer.stalls = 0
+            transfer.accept(now: ticks)
             pr.transfer = transfer
             progress[peer] = pr
             sendChunks(to: peer)
@@ -826,62 +853,52 @@ public struct RaftCore: Sendable {
     }
 
     private mutating func sendChunks(to peer: NodeID) {
-        guard var pr = progress[peer], var transfer = pr.transfer, transfer.accepted else { return }
-        let size = transfer.snapshot.size
-        let chunk = UInt64(max(1, settings.snapshotChunkSize))
-        let window = chunk * UInt64(max(1, settings.snapshotWindow))
-        while !transfer.doneSent && transfer.sentOffset - min(transfer.ackedOffset, transfer.sentOffset) < window {
-            let length = min(chunk, size - transfer.sentOffset)
-            let done = transfer.sentOffset + length == size
-            actions.append(.sendSnapshotChunk(to: peer, term: term, snapshot: transfer.snapshot, offset: transfer.sentOffset, length: Int(length), done: done))
-            transfer.sentOffset += length
-            transfer.doneSent = done
+        guard var pr = progress[peer], var transfer = pr.transfer else { return }
+        for c in transfer.nextChunks(chunkSize: settings.snapshotChunkSize, window: settings.snapshotWindow) {
+            actions.append(.sendSnapshotChunk(to: peer, term: term, snapshot: transfer.snapshot, offset: c.offset, length: c.length, done: c.done))
         }
         pr.transfer = transfer
         progress[peer] = pr
     }
 
-    private mutating func resumeStalledTransfer(to peer: NodeID) {
+    /// Ticks an accepted transfer may go with neither progress nor word of an install
+    /// before the leader gives it up: four election timeouts.
+    private var transferPatienceTicks: UInt64 { UInt64(4 * max(1, settings.electionTicks)) }
+
+    /// A heartbeat round for a follower in `snapshot`: resend what seems lost, offer again,
+    /// or give up a transfer that went nowhere.
+    private mutating func heartbeatTransfer(to peer: NodeID) {
         guard var pr = progress[peer], var transfer = pr.transfer else { return }
-        transfer.idleHeartbeats += 1
-        guard transfer.idleHeartbeats >= 2 else {
+        let step = transfer.heartbeat(now: ticks, abandonAfterTicks: transferPatienceTicks, chunkSize: settings.snapshotChunkSize)
+        switch step {
+        case .wait:
             pr.transfer = transfer
             progress[peer] = pr
-            return
-        }
-        transfer.idleHeartbeats = 0
-        transfer.stalls += 1
-        if transfer.stalls > 3, let snap = snapshot {
-            // Resending got nowhere (the follower or the file is gone): start over with the newest.
-            restartTransfer(to: peer, with: snap)
-            return
-        }
-        if !transfer.accepted {
-            // The request or its answer was lost; start over with the newest snapshot.
-            if let snap = snapshot, snap.index >= transfer.snapshot.index { transfer = .init(snapshot: snap) }
+        case .offerAgain:
+            // The request or its answer was lost; offer the newest snapshot.
+            if let snap = snapshot, snap.index > transfer.snapshot.index {
+                restartTransfer(to: peer, with: snap)
+                return
+            }
             pr.transfer = transfer
             progress[peer] = pr
             send(to: peer, .snapshotRequest(transfer.snapshot))
-            return
+        case .resend:
+            pr.transfer = transfer
+            progress[peer] = pr
+            sendChunks(to: peer)
+        case .abandon:
+            let ms = transferPatienceTicks
+            actions.append(.observe(.snapshotAbandoned(
+                to: peer, transfer.snapshot, offset: transfer.ackedOffset,
+                reason: "no chunk acknowledged and no word of an install for \(ms) ticks (4 election timeouts)")))
+            restartTransfer(to: peer, with: snapshot ?? transfer.snapshot)
         }
-        // Go back to what the follower has acknowledged; resend the last chunk if all is.
-        let size = transfer.snapshot.size
-        if transfer.ackedOffset >= size && size > 0 {
-            let chunk = UInt64(max(1, settings.snapshotChunkSize))
-            let lastStart = (size - 1) / chunk * chunk
-            transfer.sentOffset = lastStart
-        } else {
-            transfer.sentOffset = min(transfer.ackedOffset, size)
-        }
-        transfer.doneSent = false
-        pr.transfer = transfer
-        progress[peer] = pr
-        sendChunks(to: peer)
     }
 
     private mutating func restartTransfer(to peer: NodeID, with snap: SnapshotMetadata) {
         guard var pr = progress[peer] else { return }
-        pr.becomeSnapshot(snap)
+        pr.becomeSnapshot(snap, now: ticks)
         progress[peer] = pr
         actions.append(.observe(.snapshotSendStarted(to: peer, snap)))
         send(to: peer, .snapshotRequest(snap))
@@ -900,37 +917,45 @@ public struct RaftCore: Sendable {
     private mutating func handleSnapshotRecoveryResponse(from peer: NodeID, _ r: SnapshotRecoveryResponse) {
         guard role == .leader, var pr = progress[peer] else { return }
         pr.recentActive = true
-        guard pr.state == .snapshot, var transfer = pr.transfer,
-            transfer.snapshot.index == r.index, transfer.snapshot.term == r.snapshotTerm
-        else {
+        if r.installed {
+            // Installed: whichever snapshot it was (one this leader offered before a newer
+            // offer, say), the follower's log now starts after it.
+            let transfer = pr.state == .snapshot ? pr.transfer : nil
+            let sent = transfer.map { $0.snapshot.index == r.index && $0.snapshot.term == r.snapshotTerm } ?? false
+            let advanced = pr.update(match: r.index)
+            if sent || (transfer != nil && !transfer!.accepted && advanced) {
+                // The transfer is done, or the newer offer that waited for this install is
+                // not needed any more (the appends show whether it is).
+                if sent, let t = transfer { actions.append(.observe(.snapshotSent(to: peer, t.snapshot))) }
+                pr.becomeProbe()
+                progress[peer] = pr
+                sendAppends(to: peer)
+            } else {
+                progress[peer] = pr
+            }
+            if advanced { maybeCommit() }
+            return
+        }
+        guard pr.state == .snapshot, var transfer = pr.transfer else {
             progress[peer] = pr
             return
         }
-        if r.installed {
-            actions.append(.observe(.snapshotSent(to: peer, transfer.snapshot)))
-            _ = pr.update(match: r.index)
-            pr.becomeProbe()
+        guard transfer.snapshot.index == r.index, transfer.snapshot.term == r.snapshotTerm else {
+            // Busy installing another snapshot (a newer offer came while it installed): it
+            // is alive and will be done; the offer waits.
+            if r.installing && r.success { transfer.lastProgressTick = ticks }
+            pr.transfer = transfer
             progress[peer] = pr
-            sendAppends(to: peer)
-            maybeCommit()
             return
         }
         guard r.success else {
-            // The follower is not receiving it any more: ask again at the next heartbeats.
-            pr.transfer = .init(snapshot: snapshot ?? transfer.snapshot)
+            // The follower is not receiving it (any more: it restarted, or the install
+            // failed): offer the newest snapshot now.
             progress[peer] = pr
+            restartTransfer(to: peer, with: snapshot ?? transfer.snapshot)
             return
         }
-        if r.nextOffset > transfer.ackedOffset {
-            transfer.ackedOffset = r.nextOffset
-            transfer.idleHeartbeats = 0
-            transfer.stalls = 0
-        } else if r.nextOffset < transfer.ackedOffset {
-            // The follower started the file again: so does the leader.
-            transfer.ackedOffset = r.nextOffset
-            transfer.sentOffset = r.nextOffset
-            transfer.doneSent = false
-        }
+        transfer.acknowledge(nextOffset: r.nextOffset, installing: r.installing, now: ticks)
         pr.transfer = transfer
         progress[peer] = pr
         sendChunks(to: peer)
@@ -945,7 +970,13 @@ public struct RaftCore: Sendable {
             return
         }
         if let r = receiving {
-            if r.installing { return }  // the leader asks again later
+            if r.installing {
+                // Busy making another snapshot durable: say so, and the leader waits.
+                send(to: leader, .snapshotRecoveryResponse(SnapshotRecoveryResponse(
+                    index: r.snapshot.index, snapshotTerm: r.snapshot.term, nextOffset: r.snapshot.size, installed: false, success: true,
+                    installing: true)))
+                return
+            }
             if r.snapshot == meta && r.from == leader {
                 // Asked again (a lost answer): go on from where the file stands.
                 send(to: leader, .snapshotResponse(accepted: true, index: meta.index, lastIndex: log.lastIndex))
@@ -985,7 +1016,7 @@ public struct RaftCore: Sendable {
             receiving = r
         }
         send(to: leader, .snapshotRecoveryResponse(SnapshotRecoveryResponse(
-            index: c.index, snapshotTerm: c.snapshotTerm, nextOffset: r.nextOffset, installed: false, success: true)))
+            index: c.index, snapshotTerm: c.snapshotTerm, nextOffset: r.nextOffset, installed: false, success: true, installing: r.installing)))
     }
 
     /// The shell installed the snapshot that `installSnapshot` named: its file is durable and
@@ -999,16 +1030,20 @@ public struct RaftCore: Sendable {
             // Raft paper 7: keep the entries after the snapshot when they match.
             if meta.index > log.prevIndex {
                 log.compact(through: meta.index, term: meta.term)
+                actions.append(.observe(.compact(through: meta.index)))
                 actions.append(.compactLog(through: meta.index, term: meta.term))
             }
         } else {
+            // The snapshot replaces the log: what it covers is compacted away; entries after
+            // it, of another history (the log differs at the snapshot's index), are a
+            // conflicting suffix.
+            if log.lastIndex > meta.index { actions.append(.observe(.truncate(from: meta.index + 1))) }
             if log.lastIndex > log.prevIndex {
-                let from = max(log.firstIndex, commitIndex + 1)
-                if from <= log.lastIndex { actions.append(.observe(.truncate(from: from))) }
                 log.truncate(from: log.firstIndex)
                 actions.append(.truncateLog(from: log.firstIndex))
             }
             log.compact(through: meta.index, term: meta.term)
+            actions.append(.observe(.compact(through: meta.index)))
             actions.append(.compactLog(through: meta.index, term: meta.term))
         }
         snapshot = meta
@@ -1024,8 +1059,12 @@ public struct RaftCore: Sendable {
             actions.append(.observe(.commit(meta.index)))
         }
         if role == .snapshotting { setRole(restingRole, leader: leader) }
-        send(to: r.from, .snapshotRecoveryResponse(SnapshotRecoveryResponse(
-            index: meta.index, snapshotTerm: meta.term, nextOffset: meta.size, installed: true, success: true)))
+        // To the leader that sent it, and to the current leader if another (it may have
+        // offered a newer snapshot meanwhile, which this install makes needless).
+        for to in Set([r.from] + (leader.map { [$0] } ?? [])).sorted() {
+            send(to: to, .snapshotRecoveryResponse(SnapshotRecoveryResponse(
+                index: meta.index, snapshotTerm: meta.term, nextOffset: meta.size, installed: true, success: true)))
+        }
         applyCommitted()
         return true
     }
@@ -1048,6 +1087,28 @@ public struct RaftCore: Sendable {
         }
     }
 
+    /// The lowest index that a live follower still needs on a leader: the match of each
+    /// follower heard from within two election timeouts, or the snapshot it is being sent.
+    /// A leader that compacts past it sends that follower another snapshot; after an install
+    /// that took seconds under steady writes, that one takes seconds too, and the next, for
+    /// as long as the writes go on.
+    private func catchUpFloor() -> LogIndex? {
+        guard role == .leader else { return nil }
+        let recent = UInt64(2 * max(1, settings.electionTicks))
+        var floor: LogIndex?
+        for (_, pr) in progress where ticks - min(pr.lastHeardTick, ticks) <= recent {
+            let needs: LogIndex
+            if pr.state == .snapshot {
+                guard let t = pr.transfer, ticks - min(t.lastProgressTick, ticks) < transferPatienceTicks else { continue }
+                needs = t.snapshot.index
+            } else {
+                needs = pr.match
+            }
+            floor = min(floor ?? needs, needs)
+        }
+        return floor
+    }
+
     // MARK: Snapshots taken here
 
     /// Asks for a snapshot of the applied state now (the client's `snapshot`). Returns the
@@ -1068,12 +1129,16 @@ public struct RaftCore: Sendable {
         else { return }
         snapshot = meta
         let trailing = LogIndex(max(0, settings.snapshotTrailing))
-        let point = meta.index > trailing ? meta.index - trailing : 0
+        var point = meta.index > trailing ? meta.index - trailing : 0
+        if let floor = catchUpFloor(), floor < point, log.bytes(from: floor + 1, through: point) <= settings.maxRetainedBytes {
+            point = floor
+        }
         if point > log.prevIndex, let t = log.term(at: point) {
             log.compact(through: point, term: t)
             // Keep the configuration in force at the compaction point as the base.
             let base = configs.last { $0.index <= point } ?? configs[0]
             configs = [base] + configs.filter { $0.index > point }
+            actions.append(.observe(.compact(through: point)))
             actions.append(.compactLog(through: point, term: t))
         }
     }

@@ -32,6 +32,15 @@ public struct RaftLog: Sendable, Hashable {
         return entries[Int(index - prevIndex - 1)]
     }
 
+    /// Payload bytes of the entries from `from` through `through` that this log holds.
+    public func bytes(from: LogIndex, through: LogIndex) -> Int {
+        let lo = max(from, firstIndex), hi = min(through, lastIndex)
+        guard lo <= hi else { return 0 }
+        var total = 0
+        for i in Int(lo - firstIndex)...Int(hi - firstIndex) { total += entries[i].payload.count }
+        return total
+    }
+
     /// Entries from `index` on, at most `maxCount` of them and about `maxBytes` of payload
     /// (always at least one when there is one).
     public func entries(from index: LogIndex, maxCount: Int, maxBytes: Int = .max) -> [Entry] {

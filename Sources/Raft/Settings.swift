@@ -19,6 +19,10 @@ public struct Settings: Sendable, Hashable {
     public var snapshotTrailing: Int = 200
     /// Bytes of a SnapshotRecoveryRequest chunk.
     public var snapshotChunkSize: Int = 64 << 10
+    /// Payload bytes a leader may keep in its log beyond `snapshotTrailing` after a snapshot,
+    /// so that a follower that is catching up (installing a snapshot, or replicating after
+    /// one) still finds the entries it needs next instead of needing another snapshot.
+    public var maxRetainedBytes: Int = 64 << 20
     /// Chunks in flight during a snapshot transfer: 16 of 64 KiB keep a link busy at a
     /// round trip of several milliseconds, and bound what a transfer queues to 1 MiB.
     public var snapshotWindow: Int = 16

@@ -376,9 +376,28 @@ final class NodeLoop {
             ("term", .int(Int64(core.term))), ("leader", core.leader.map { .string($0) } ?? .null),
             ("commitIndex", .int(Int64(core.commitIndex))), ("appliedIndex", .int(Int64(core.appliedIndex))),
             ("lastIndex", .int(Int64(core.log.lastIndex))), ("snapshotIndex", .int(Int64(core.snapshot?.index ?? 0))),
-            ("members", .strings(c.voters)), ("learners", .strings(c.learners)), ("digest", .string(store.digestHex)),
+            ("members", .strings(c.voters)), ("learners", .strings(c.learners)), ("configIndex", .int(Int64(core.configurationIndex))),
+            ("digest", .string(store.digestHex)),
             ("snapshotting", .bool(core.isReceivingSnapshot || core.progress.values.contains { $0.state == .snapshot })),
-        ]
+        ] + (core.role == .leader ? [("peers", peersField())] : [])
+    }
+
+    /// The leader's view of each other member and learner (SPEC section 5), by name.
+    func peersField() -> JSONValue {
+        .object(core.progress.keys.sorted().map { peer in
+            let pr = core.progress[peer]!
+            var fields: [(String, JSONValue)] = [
+                ("state", .string(pr.state.rawValue)), ("match", .int(Int64(pr.match))), ("next", .int(Int64(pr.next))),
+                ("lastHeardMs", .int(Int64(core.ticks - min(pr.lastHeardTick, core.ticks)) * Int64(options.tickMs))),
+            ]
+            if pr.state == .snapshot, let t = pr.transfer {
+                fields += [
+                    ("index", .int(Int64(t.snapshot.index))), ("offset", .int(Int64(t.ackedOffset))), ("bytes", .int(Int64(t.snapshot.size))),
+                    ("accepted", .bool(t.accepted)), ("installing", .bool(t.installing)),
+                ]
+            }
+            return (peer, .object(fields))
+        })
     }
 
     func roleName(_ role: Role) -> String { role == .preCandidate ? "candidate" : role.rawValue }
@@ -477,8 +496,9 @@ final class NodeLoop {
             }
             guard let p = pendingWrites.removeValue(forKey: e.index) else { continue }
             if p.term != e.term {
-                // Another leader's entry took this index: the request was not carried out.
-                p.request.connection.fail(p.request.id, "not-leader", core.leader.map { [("leader", .string($0))] } ?? [])
+                // Another leader's entry took this index. The request itself may still be
+                // committed elsewhere (a leader of a later term can carry it): unknown.
+                p.request.connection.fail(p.request.id, "leadership-lost", leaderHint)
             } else if let value = getAnswer {
                 p.request.connection.answer([
                     ("id", p.request.id), ("ok", .bool(true)), ("value", value.map { .string($0) } ?? .null), ("index", .int(Int64(e.index))),
@@ -495,20 +515,30 @@ final class NodeLoop {
         let mailbox = self.mailbox
         snapshotTakeStarted = .now()
         let started = snapshotTakeStarted
+        let level = storage.snapshots.compressionLevel
         Thread.detachNewThread {
             do {
-                let writer = try SnapshotStore(directory: directory).create(index: index, term: term, configuration: configuration)
-                do {
-                    try copy.serialize { try writer.write($0) }
-                    let meta = try writer.finish()
-                    mailbox.post(.snapshotTaken(meta, ms: Self.ms(since: started)))
-                } catch {
-                    writer.cancel()
-                    throw error
-                }
+                let meta = try Self.writeSnapshot(copy, directory: directory, level: level, index: index, term: term, configuration: configuration)
+                mailbox.post(.snapshotTaken(meta, ms: Self.ms(since: started)))
             } catch {
                 mailbox.post(.snapshotTakeFailed("\(error)"))
             }
+        }
+    }
+
+    /// Writes `state` as the snapshot at `index` into `directory`, durably, on the caller's
+    /// thread. It opens no `SnapshotStore`: opening one deletes every temporary file, and a
+    /// snapshot being received from the leader is one.
+    static func writeSnapshot(
+        _ state: KeyValueStore, directory: String, level: Int32, index: LogIndex, term: Term, configuration: Configuration
+    ) throws -> SnapshotMetadata {
+        let writer = try SnapshotStore.create(in: directory, index: index, term: term, configuration: configuration, compressionLevel: level)
+        do {
+            try state.serialize { try writer.write($0) }
+            return try writer.finish()
+        } catch {
+            writer.cancel()
+            throw error
         }
     }
 
@@ -552,6 +582,7 @@ final class NodeLoop {
         switch o {
         case let .role(role, _, term):
             events.write("role", term: term, [("role", .string(roleName(role)))] + (role == .preCandidate ? [("preVote", .bool(true))] : []))
+            if role != .leader { answerLeadershipLost() }
             if role == .preCandidate || role == .candidate {
                 nodeLog.write("campaigning: " + (lastFromLeader.map { "the last message of a leader reached the loop \(Self.ms(since: $0)) ms ago" } ?? "no leader heard from since the start"))
             }
@@ -559,6 +590,8 @@ final class NodeLoop {
             events.write("vote", term: term, [("for", .string(candidate))])
         case let .truncate(from):
             events.write("truncate", term: core.term, [("from", .int(Int64(from)))])
+        case let .compact(through):
+            events.write("compact", term: core.term, [("through", .int(Int64(through)))])
         case let .commit(index):
             commitToReport = index
         case let .config(index, c, committed):
@@ -572,6 +605,12 @@ final class NodeLoop {
             events.write("snapshot-sent", term: core.term, [
                 ("to", .string(to)), ("index", .int(Int64(meta.index))), ("snapshotTerm", .int(Int64(meta.term))),
                 ("bytes", .int(Int64(meta.size))), ("ms", .int(Int64(ms))),
+            ])
+            pruneSnapshotFiles()
+        case let .snapshotAbandoned(to, meta, offset, reason):
+            sendStarted[to] = nil
+            events.write("snapshot-abandoned", term: core.term, [
+                ("to", .string(to)), ("index", .int(Int64(meta.index))), ("offset", .int(Int64(offset))), ("reason", .string(reason)),
             ])
             pruneSnapshotFiles()
         case .snapshotInstalled:
@@ -595,6 +634,19 @@ final class NodeLoop {
             }
             return done
         }
+    }
+
+    /// The leader this node believes in, for an answer's `leader` field.
+    var leaderHint: [(String, JSONValue)] { core.leader.map { [("leader", .string($0))] } ?? [] }
+
+    /// This node stopped leading (or stops): every request it accepted as leader and has not
+    /// answered may or may not commit, and nothing here will learn which. Answered now,
+    /// `leadership-lost`, rather than at its deadline.
+    func answerLeadershipLost() {
+        for p in pendingWrites.values { p.request.connection.fail(p.request.id, "leadership-lost", leaderHint) }
+        pendingWrites.removeAll()
+        for p in pendingChanges { p.request.connection.fail(p.request.id, "leadership-lost", leaderHint) }
+        pendingChanges.removeAll()
     }
 
     /// Keeps the transport's address book and the set of known senders in step with the
@@ -671,8 +723,8 @@ final class NodeLoop {
     func shutdown() {
         carryOut()
         for input in mailbox.close() { refuse(input) }
-        for p in pendingWrites.values { p.request.connection.fail(p.request.id, "shutting-down") }
-        for p in pendingChanges { p.request.connection.fail(p.request.id, "shutting-down") }
+        // Proposed, so perhaps committed: their outcome is unknown to the client.
+        answerLeadershipLost()
         for p in pendingSnapshots { p.request.connection.fail(p.request.id, "shutting-down") }
         if let c = commitToReport { events.write("commit", term: core.term, [("index", .int(Int64(c)))]) }
         abortSnapshotReceive()

@@ -63,6 +63,15 @@ public final class SnapshotStore {
         try SnapshotWriter(directory: directory, index: index, term: term, configuration: configuration, level: compressionLevel)
     }
 
+    /// Starts a new snapshot in `directory` without opening the store there: for a thread
+    /// other than the store's owner (a take in the background), since opening a store
+    /// deletes every temporary file, a receive in progress included.
+    public static func create(
+        in directory: String, index: LogIndex, term: Term, configuration: Configuration, compressionLevel: Int32 = 1
+    ) throws -> SnapshotWriter {
+        try SnapshotWriter(directory: directory, index: index, term: term, configuration: configuration, level: compressionLevel)
+    }
+
     /// Writes the snapshot of a new cluster's first configuration: index 0, term 0, empty state.
     public func bootstrap(_ configuration: Configuration) throws -> SnapshotMetadata {
         try create(index: 0, term: 0, configuration: configuration).finish()

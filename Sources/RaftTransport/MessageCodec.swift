@@ -15,7 +15,8 @@ import Raft
 //   7 SnapshotRequest           index u64, term u64, size u64, Configuration blob (its own codec)
 //   8 SnapshotResponse          accepted u8, index u64, lastIndex u64
 //   9 SnapshotRecoveryRequest   index u64, snapshotTerm u64, offset u64, done u8, data blob
-//   10 SnapshotRecoveryResponse index u64, snapshotTerm u64, nextOffset u64, installed u8, success u8
+//   10 SnapshotRecoveryResponse index u64, snapshotTerm u64, nextOffset u64, installed u8, success u8,
+//                               installing u8
 //   11 Removed                  configIndex u64
 //
 // The layout has no version of its own: the frame that carries it does (`Frame.version`).
@@ -95,6 +96,7 @@ extension Message {
             w.write(r.nextOffset)
             w.write(r.installed)
             w.write(r.success)
+            w.write(r.installing)
         case let .removed(configIndex):
             w.write(BodyTag.removed.rawValue)
             w.write(configIndex)
@@ -201,9 +203,11 @@ extension Message {
             let nextOffset = try r.readUInt64("nextOffset")
             let installed = try r.readBool("installed")
             let success = try r.readBool("success")
+            let installing = try r.readBool("installing")
             body = .snapshotRecoveryResponse(
                 SnapshotRecoveryResponse(
-                    index: index, snapshotTerm: snapshotTerm, nextOffset: nextOffset, installed: installed, success: success))
+                    index: index, snapshotTerm: snapshotTerm, nextOffset: nextOffset, installed: installed, success: success,
+                    installing: installing))
         case .removed:
             body = .removed(configIndex: try r.readUInt64("configIndex"))
         }

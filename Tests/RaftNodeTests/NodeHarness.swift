@@ -456,7 +456,7 @@ final class NodeCluster {
                         if let l = a.string("leader"), l != name {
                             hint = l
                         }
-                    case "config-change-in-progress", "timeout", "shutting-down":
+                    case "config-change-in-progress", "timeout", "shutting-down", "leadership-lost":
                         last = "\(name): \(a)"
                     default:
                         lastLeader = name

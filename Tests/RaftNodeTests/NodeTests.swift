@@ -81,7 +81,7 @@ struct RaftNodeProcessTests {
                 #expect(a.int("term") != nil)
             } else {
                 // A leader change while they were in flight: the write is redone.
-                #expect(a.error == "not-leader" || a.error == "timeout", "\(a)")
+                #expect(a.error == "not-leader" || a.error == "timeout" || a.error == "leadership-lost", "\(a)")
                 lastIndex = max(lastIndex, try cluster.put(key, value))
             }
             expected.put(key, value)
@@ -350,7 +350,7 @@ struct RaftNodeProcessTests {
         }
     }
 
-    @Test("SIGTERM: the node answers the writes in flight shutting-down, writes a stop event and exits 0")
+    @Test("SIGTERM: the node answers the writes in flight leadership-lost (their outcome unknown), writes a stop event and exits 0")
     func sigtermStopsCleanly() throws {
         // A long election timeout: the leader, cut from its paused followers, keeps leading
         // (CheckQuorum) while the test sends its writes.
@@ -385,7 +385,8 @@ struct RaftNodeProcessTests {
                 committed.append(id)
                 acked["f\(id - 1)"] = "w\(id - 1)"
             } else {
-                #expect(a.error == "shutting-down", "\(a)")
+                // Proposed, so perhaps committed by a later leader: unknown, not refused.
+                #expect(a.error == "leadership-lost", "\(a)")
             }
         }
         #expect(committed.isEmpty, "acknowledged with both followers paused: \(committed)\n\(cluster.dump())")
@@ -408,6 +409,31 @@ struct RaftNodeProcessTests {
         }
     }
 
+    @Test("a leader cut off from its followers answers its pending writes leadership-lost as it steps down, not at their deadline")
+    func deposedLeaderAnswersAtOnce() throws {
+        let cluster = try NodeCluster(Self.three, settings: ["--election-timeout", "300ms", "--heartbeat", "50ms", "--request-timeout", "20s"])
+        defer { cluster.shutdown() }
+        try cluster.startAll()
+        try cluster.put("k", "v")
+        let leader = try cluster.waitForLeader()
+        let node = cluster[leader]
+        let followers = Self.three.filter { $0 != leader }
+        for f in followers { cluster[f].pause() }
+        let client = try NodeClient(path: node.clientSocket, timeout: 30)
+        let sentAt = Date()
+        var sent: Set<Int> = []
+        for i in 0..<5 { sent.insert(try client.send("put", ["key": "p\(i)", "value": "w\(i)"])) }
+        for _ in sent {
+            let a = try client.readAnswer()
+            #expect(a.error == "leadership-lost", "\(a)")
+        }
+        // CheckQuorum steps it down within two election timeouts; the request timeout is 20 s.
+        let waited = Date().timeIntervalSince(sentAt)
+        #expect(waited < 5, "answered after \(waited) s")
+        #expect(node.events("role").last?.string("role") != "leader")
+        for f in followers { cluster[f].resume() }
+    }
+
     @Test("SIGTERM racing requests: every write the node took is answered; acknowledged writes survive")
     func sigtermRacingRequests() throws {
         let cluster = try NodeCluster(["n1"])
@@ -421,8 +447,9 @@ struct RaftNodeProcessTests {
             acked["k\(i)"] = "v\(i)"
         }
         let before = try #require(node.status()?.int("lastIndex"))
-        // Requests still arriving when the signal comes: those the node read are answered,
-        // ok or shutting-down; those it never read (the connection then closes) had no effect.
+        // Requests still arriving when the signal comes: those the node read are answered, ok,
+        // shutting-down (not proposed) or leadership-lost (proposed, not known committed);
+        // those it never read (the connection then closes) had no effect.
         let client = try NodeClient(path: node.clientSocket, timeout: 20)
         var sent: [Int: String] = [:]
         for i in 0..<30 { sent[try client.send("put", ["key": "f\(i)", "value": "w\(i)"])] = "f\(i)" }
@@ -434,7 +461,7 @@ struct RaftNodeProcessTests {
             if a.ok {
                 acked[key] = "w" + key.dropFirst()
             } else {
-                #expect(a.error == "shutting-down", "\(a)")
+                #expect(a.error == "shutting-down" || a.error == "leadership-lost", "\(a)")
             }
         }
         let exit = try node.waitForExit()

@@ -77,6 +77,36 @@ struct SnapshotRestoreTests {
         #expect(try FileSystemProbe.files(in: dir + "/follower").allSatisfy { !$0.hasSuffix(".tmp") })
     }
 
+    @Test("a snapshot taken while one is received leaves the receive's temporary file alone")
+    func takeDuringReceiveKeepsTheReceive() throws {
+        let dir = try Self.tempDir()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let (meta, bytes, expected) = try Self.leaderSnapshot(in: dir, pairs: 300)
+        let follower = try SnapshotStore(directory: dir + "/follower")
+        let receiver = try follower.receive(meta)
+        let mailbox = Mailbox()
+        let restore = try SnapshotRestore(receiving: receiver, from: "n1", mailbox: mailbox)
+        try Self.transfer(Array(bytes[..<(bytes.count / 2)]), chunk: 4096, restore)
+        // The node's own take, as its background thread runs it, in the same directory.
+        var own = KeyValueStore()
+        own.put("mine", "1")
+        let taken = try NodeLoop.writeSnapshot(own, directory: follower.directory, level: 1, index: 5, term: 1, configuration: Self.configuration)
+        #expect(taken.index == 5)
+        var offset = bytes.count / 2
+        while offset < bytes.count {
+            let end = min(bytes.count, offset + 4096)
+            try restore.write(at: UInt64(offset), Array(bytes[offset..<end]))
+            offset = end
+        }
+        restore.install()
+        guard case let .snapshotRestored(installed, store, _, _) = Self.outcome(mailbox) else {
+            Issue.record("the receive did not install after a take in the same directory")
+            return
+        }
+        #expect(installed == meta)
+        #expect(store.digest == expected.digest)
+    }
+
     @Test("a flipped byte in a chunk: a failure is posted and nothing is installed")
     func damagedTransferFails() throws {
         let dir = try Self.tempDir()

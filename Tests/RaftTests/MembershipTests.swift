@@ -122,6 +122,30 @@ struct MembershipTests {
         #expect(promotedAt > addedAt)
     }
 
+    @Test func learnerKeptAFewEntriesBehindByASteadyStreamOfWritesIsPromoted() {
+        let cluster = TestCluster()
+        cluster.elect("n1")
+        cluster.add("n4")
+        #expect(cluster.proposeChange("n1", .addLearner("n4", address: "a4", promote: true)).value != nil)
+        // A write every tick; what goes to n4 arrives three ticks late, so it is always a
+        // few entries short of the commit index.
+        var promotedAfter: Int?
+        var sentToN4: [Set<String>] = []
+        for t in 0..<(10 * cluster.settings.electionTicks) {
+            sentToN4.append(Set(cluster.queued(where: { $0.to == "n4" }).map(\.description)))
+            let late = sentToN4.count > 3 ? sentToN4.removeFirst() : []
+            _ = cluster.propose("n1", "w\(t)")
+            cluster.tick("n1")
+            cluster.deliver(where: { $0.to != "n4" || late.contains($0.description) })
+            if !cluster["n1"].configuration.isLearner("n4") && cluster["n1"].configuration.isVoter("n4") {
+                promotedAfter = t
+                break
+            }
+        }
+        #expect(promotedAfter != nil, "n4 stayed a learner under steady writes")
+        #expect((promotedAfter ?? .max) < 3 * cluster.settings.electionTicks)
+    }
+
     @Test func learnerThatCannotCatchUpIsNotPromoted() {
         let cluster = TestCluster()
         cluster.elect("n1")

@@ -13,12 +13,14 @@ struct SnapshotTests {
         $0.snapshotWindow = 3
     }
 
-    /// n1 leads; n3 was cut off while 25 commands were committed one by one, so n1's log now
-    /// starts past n3's next entry. The link is healed; nothing is queued.
+    /// n1 leads; n3 was cut off (long enough for n1 to stop keeping entries for it) while
+    /// 25 commands were committed one by one, so n1's log now starts past n3's next entry.
+    /// The link is healed; nothing is queued.
     private func laggingFollower() -> TestCluster {
         let cluster = TestCluster(settings: Self.settings)
         cluster.elect("n1")
         cluster.isolate("n3")
+        cluster.heartbeat("n1", rounds: 2 * Self.settings.electionTicks / Self.settings.heartbeatTicks + 1)
         for i in 0..<25 {
             _ = cluster.propose("n1", "c\(i)")
             cluster.deliverAll()
@@ -77,6 +79,33 @@ struct SnapshotTests {
         #expect(cluster["n1"].log.entries.map(\.index) == [9, 10])
         // The shell's disk did the same.
         #expect(cluster.node("n1").log == cluster["n1"].log)
+    }
+
+    @Test(arguments: [64 << 20, 10])
+    func leaderKeepsTheEntriesALiveFollowerNeedsUpToABound(maxRetainedBytes: Int) {
+        var settings = Self.settings
+        settings.maxRetainedBytes = maxRetainedBytes
+        let cluster = TestCluster(settings: settings)
+        cluster.elect("n1")
+        let match = cluster["n1"].progress["n3"]!.match
+        // n3 answers heartbeats but its entries are lost: it is alive and behind.
+        for i in 0..<25 {
+            _ = cluster.propose("n1", "c\(i)")
+            _ = cluster.drop(where: { $0.to == "n3" && $0.appendEntries != nil })
+            cluster.deliverAll()
+        }
+        #expect((cluster["n1"].snapshot?.index ?? 0) >= 20)
+        if maxRetainedBytes > 1000 {
+            #expect(cluster["n1"].log.prevIndex <= match, "compacted past what n3 needs next")
+            cluster.heartbeat("n1", rounds: 3)
+            #expect(cluster["n3"].log.lastIndex == cluster["n1"].log.lastIndex)
+            #expect(cluster.messagesSent(where: { $0.to == "n3" && $0.snapshotRequest != nil }).isEmpty)
+        } else {
+            // Over the bound, the log is compacted as usual and n3 gets a snapshot.
+            #expect(cluster["n1"].log.prevIndex > match)
+            cluster.heartbeat("n1", rounds: 5)
+            #expect(cluster["n3"].snapshot == cluster["n1"].snapshot)
+        }
     }
 
     @Test func requestSnapshotAsksForSnapshotOfAppliedState() {
@@ -167,26 +196,123 @@ struct SnapshotTests {
         #expect(cluster.queued(where: { $0.to == "n3" && $0.isHeartbeat }).count == 1)
     }
 
-    @Test func stalledTransferIsResentThenRestarted() throws {
+    /// Ticks after which a transfer with no progress and no word of an install is given up.
+    static let patience = 4 * Self.settings.electionTicks
+
+    @Test func stalledTransferIsResentThenAbandonedAfterFourElectionTimeouts() throws {
         let cluster = laggingFollower()
         let meta = try startTransfer(cluster)
         cluster.deliverOne(where: { $0.snapshotRequest != nil })
         cluster.deliverOne(where: { $0.snapshotResponse != nil })
         // Every chunk is lost.
-        var rounds = 0
-        while cluster.messagesSent(where: { $0.to == "n3" && $0.snapshotRequest != nil }).count < 2 && rounds < 40 {
+        var ticks = 0
+        while cluster.messagesSent(where: { $0.to == "n3" && $0.snapshotRequest != nil }).count < 2 && ticks < 10 * Self.patience {
             cluster.drop(where: { $0.chunk != nil })
             cluster.tick("n1", times: Self.settings.heartbeatTicks)
+            ticks += Self.settings.heartbeatTicks
             cluster.deliver(where: { $0.chunk == nil })
-            rounds += 1
         }
-        // Resent from the last acknowledged offset (0) before starting over.
+        // Resent from the last acknowledged offset (0) meanwhile, and given up only once four
+        // election timeouts passed with no progress, with an account of where it stood.
         #expect(chunkActions(cluster, to: "n3").filter { $0.offset == 0 }.count >= 2)
+        #expect(ticks >= Self.patience && ticks < Self.patience + 2 * Self.settings.heartbeatTicks)
         #expect(cluster.messagesSent(where: { $0.to == "n3" && $0.snapshotRequest != nil }).count == 2)
+        #expect(cluster.node("n1").observations.filter {
+            if case let .snapshotAbandoned(to, m, offset, _) = $0 { return to == "n3" && m == meta && offset == 0 }
+            return false
+        }.count == 1)
         #expect(cluster.node("n1").observations.filter { $0 == .snapshotSendStarted(to: "n3", meta) }.count == 2)
         // Once the network behaves the transfer completes.
         cluster.heartbeat("n1", rounds: 5)
         #expect(cluster["n3"].snapshot == meta)
+    }
+
+    @Test func installThatOutlastsFourElectionTimeoutsIsWaitedForUnderSteadyWrites() throws {
+        let cluster = laggingFollower()
+        cluster.configure("n3") { $0.autoInstall = false }
+        let meta = try startTransfer(cluster)
+        cluster.deliverAll()
+        #expect(cluster.node("n3").pendingInstall == meta)
+        // The install takes ten election timeouts; writes go on and the leader snapshots anew.
+        for i in 0..<(10 * Self.settings.electionTicks / Self.settings.heartbeatTicks) {
+            _ = cluster.propose("n1", "w\(i)")
+            cluster.heartbeat("n1")
+        }
+        #expect((cluster["n1"].snapshot?.index ?? 0) > meta.index, "the leader has a newer snapshot")
+        #expect(cluster.messagesSent(where: { $0.to == "n3" && $0.snapshotRequest != nil }).count == 1, "offered once")
+        #expect(!cluster.node("n1").observations.contains { if case .snapshotAbandoned = $0 { return true } else { return false } })
+        #expect(cluster["n1"].progress["n3"]?.transfer?.installing == true)
+        // Meanwhile the leader kept the entries after the snapshot being installed.
+        #expect(cluster["n1"].log.prevIndex <= meta.index)
+        cluster.finishInstall("n3")
+        cluster.deliverAll()
+        cluster.heartbeat("n1", rounds: 3)
+        #expect(cluster.messagesSent(where: { $0.to == "n3" && $0.snapshotRequest != nil }).count == 1, "caught up by entries, with no second snapshot")
+        #expect(cluster.node("n3").observations.filter { if case .snapshotInstalled = $0 { return true } else { return false } }.count == 1)
+        #expect(cluster["n3"].log.lastIndex == cluster["n1"].log.lastIndex)
+        #expect(cluster["n1"].progress["n3"]?.state == .replicate)
+    }
+
+    @Test func installedAnswerToAnEarlierOfferEndsTheNewerOffer() throws {
+        let cluster = laggingFollower()
+        cluster.configure("n3") { $0.autoInstall = false }
+        let meta = try startTransfer(cluster)
+        cluster.deliverAll()
+        #expect(cluster.node("n3").pendingInstall == meta)
+        // n3's answers are lost for longer than the leader waits: it gives the transfer up and
+        // offers its newest snapshot, which n3, still installing, cannot take.
+        cluster.cutLink(from: "n3", to: "n1")
+        for i in 0..<(Self.patience / Self.settings.heartbeatTicks + 2) {
+            _ = cluster.propose("n1", "w\(i)")
+            cluster.heartbeat("n1")
+        }
+        cluster.heal()
+        #expect(cluster.node("n1").observations.contains { if case .snapshotAbandoned = $0 { return true } else { return false } })
+        let newer = try #require(cluster["n1"].progress["n3"]?.transfer?.snapshot)
+        #expect(newer.index > meta.index)
+        cluster.heartbeat("n1", rounds: 2)
+        #expect(cluster.messagesSent(where: { $0.from == "n3" && $0.chunkResponse?.installing == true }).count >= 1)
+        // Its install of the earlier one ends: the leader takes that answer (and goes on from
+        // there: the entries after it are compacted away by now, so with the newest snapshot).
+        #expect((cluster["n1"].progress["n3"]?.match ?? 0) < meta.index)
+        cluster.finishInstall("n3")
+        cluster.deliverOne(where: { $0.from == "n3" && $0.chunkResponse?.installed == true })
+        #expect((cluster["n1"].progress["n3"]?.match ?? 0) >= meta.index)
+        cluster.configure("n3") { $0.autoInstall = true }
+        cluster.heartbeat("n1", rounds: 5)
+        #expect(cluster["n3"].log.lastIndex == cluster["n1"].log.lastIndex)
+    }
+
+    @Test func transferOfferedAgainGoesOnFromTheFollowersOffsetAWindowAtATime() throws {
+        let cluster = laggingFollower()
+        let meta = try startTransfer(cluster)
+        cluster.deliverOne(where: { $0.snapshotRequest != nil })
+        cluster.deliverOne(where: { $0.snapshotResponse != nil })
+        // Half the file arrives; then n3's answers are lost until the leader offers it again.
+        for _ in 0..<100 where (cluster.node("n3").receiving?.bytes.count ?? 0) < Int(meta.size) / 2 {
+            cluster.deliverOne(where: { $0.chunk != nil || $0.chunkResponse != nil })
+        }
+        #expect((cluster.node("n3").receiving?.bytes.count ?? 0) >= Int(meta.size) / 2)
+        cluster.cutLink(from: "n3", to: "n1")
+        cluster.drop(where: { _ in true })
+        for _ in 0..<(Self.patience / Self.settings.heartbeatTicks + 1) {
+            cluster.tick("n1", times: Self.settings.heartbeatTicks)
+            cluster.drop(where: { $0.chunk != nil })
+            cluster.deliverAll()
+        }
+        cluster.heal()
+        #expect(cluster.node("n1").observations.contains { if case .snapshotAbandoned = $0 { return true } else { return false } })
+        let held = cluster.node("n3").receiving?.bytes.count ?? 0
+        #expect(held >= Int(meta.size) / 2, "n3 goes on with the same file")
+        // Whatever it answers, the leader never has more than a window of chunks out.
+        var most = 0
+        for _ in 0..<200 where cluster["n3"].snapshot != meta {
+            let before = chunkActions(cluster, to: "n3").count
+            if cluster.queued().isEmpty { cluster.tick("n1", times: Self.settings.heartbeatTicks) } else { cluster.deliverOne(where: { _ in true }) }
+            most = max(most, chunkActions(cluster, to: "n3").count - before)
+        }
+        #expect(cluster["n3"].snapshot == meta)
+        #expect(most <= Self.settings.snapshotWindow, "at most \(Self.settings.snapshotWindow) chunks sent in one step, saw \(most)")
     }
 
     @Test func followerRestartedDuringTransferGetsTheSnapshotAfresh() throws {
@@ -211,12 +337,14 @@ struct SnapshotTests {
         cluster.deliverAll()
         #expect(cluster.node("n3").pendingInstall == meta)
         cluster.failInstall("n3")
-        cluster.deliverAll()
         #expect(cluster["n3"].role != .snapshotting)
-        cluster.configure("n3") { $0.autoInstall = true }
+        // The failure's answer reaches the leader, which offers the snapshot again at once.
+        cluster.deliverAll()
+        #expect(cluster.messagesSent(where: { $0.to == "n3" && $0.snapshotRequest != nil }).count >= 2)
+        #expect(cluster.node("n3").pendingInstall == cluster["n1"].snapshot)
+        cluster.finishInstall("n3")
         cluster.heartbeat("n1", rounds: 10)
         #expect(cluster["n3"].snapshot == cluster["n1"].snapshot)
-        #expect(cluster.messagesSent(where: { $0.to == "n3" && $0.snapshotRequest != nil }).count >= 2)
         #expect(cluster["n3"].log.lastIndex == cluster["n1"].log.lastIndex)
     }
 
@@ -313,6 +441,20 @@ struct SnapshotTests {
         #expect(actions.contains(.abortSnapshotReceive(meta)))
         #expect(cluster["n2"].role == .follower)
         #expect(cluster["n2"].leader == "n3")
+        #expect(actions.messages.compactMap(\.appendEntriesResponse?.success) == [true])
+        #expect(cluster["n2"].log.lastIndex == 1)
+    }
+
+    @Test func entriesFromTheSendingLeaderEndAReceiveItGaveUp() {
+        // The leader offered a snapshot, then learned it was not needed (an earlier install
+        // ended) and replicates instead: its entries end the receive, or it would wait for
+        // chunks that never come and refuse every entry (the simulator found that livelock).
+        let (cluster, _) = receiving(meta)
+        cluster.step(chunk(cluster, meta, offset: 0))
+        let actions = cluster.step(.appendEntries(from: "n1", to: "n2", term: 1, prev: 0, prevTerm: 0, entries(terms: [1])))
+        #expect(actions.contains(.abortSnapshotReceive(meta)))
+        #expect(!cluster["n2"].isReceivingSnapshot)
+        #expect(cluster["n2"].role == .follower)
         #expect(actions.messages.compactMap(\.appendEntriesResponse?.success) == [true])
         #expect(cluster["n2"].log.lastIndex == 1)
     }

@@ -36,6 +36,7 @@ let sampleMessages: [Message] = {
             SnapshotRecoveryRequest(index: 1000, snapshotTerm: 7, offset: 65536, data: (0..<65536).map { UInt8(truncatingIfNeeded: $0 &* 31) }, done: false)),
         .snapshotRecoveryRequest(SnapshotRecoveryRequest(index: 1000, snapshotTerm: 7, offset: 131072, data: [], done: true)),
         .snapshotRecoveryResponse(SnapshotRecoveryResponse(index: 1000, snapshotTerm: 7, nextOffset: 131072, installed: false, success: true)),
+        .snapshotRecoveryResponse(SnapshotRecoveryResponse(index: 1000, snapshotTerm: 7, nextOffset: 131072, installed: false, success: true, installing: true)),
         .snapshotRecoveryResponse(SnapshotRecoveryResponse(index: 1000, snapshotTerm: 7, nextOffset: 0, installed: true, success: false)),
         .removed(configIndex: 55),
     ]
