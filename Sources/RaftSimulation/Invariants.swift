@@ -11,6 +11,7 @@ public struct Violation: Error, Sendable, Hashable, CustomStringConvertible {
         case configurationChanges = "more than one configuration change in flight"
         case lostWrite = "acknowledged write lost"
         case liveness = "no convergence after healing"
+        case progressUnderLoad = "snapshots chased under steady writes"
         case shell = "shell contract"
     }
 

@@ -53,6 +53,9 @@ public final class Simulation {
     private var faultsOn = true
     private var converged = false
     private var clientOn = true
+    /// Under steady writes after the faults: snapshots each member installed since the
+    /// leader last saw it replicating.
+    private var installsSinceReplicating: [NodeID: Int] = [:]
     /// Verbose trace of every step, for replaying a seed by hand.
     public var trace: ((String) -> Void)?
 
@@ -70,6 +73,8 @@ public final class Simulation {
         case endFaults
         case endClient
         case probeConvergence
+        /// Under steady writes after the faults: which members replicate now.
+        case sampleReplication
         case membership
     }
 
@@ -119,7 +124,7 @@ public final class Simulation {
         queue.push(.endFaults, at: options.duration)
         // Settling ends once the cluster has converged; a slow schedule (one entry a request,
         // a backlog of writes) gets up to `settleDuration` more to drain.
-        let end = options.duration + 2 * options.settleDuration
+        let end = options.duration + options.loadWindow + 2 * options.settleDuration
         while !converged, let (time, event) = queue.pop(), time <= end {
             now = time
             handle(event)
@@ -188,6 +193,13 @@ public final class Simulation {
                 node.disk.storeSnapshot(meta, r.bytes)
                 node.state = state
                 result.snapshotsInstalled += 1
+                if !faultsOn && clientOn {
+                    let n = (installsSinceReplicating[id] ?? 0) + 1
+                    installsSinceReplicating[id] = n
+                    if n >= 3 {
+                        invariants.fail(.progressUnderLoad, now, "\(id) installed \(n) snapshots in a row under steady writes (the last \(meta)) and was never seen replicating between them")
+                    }
+                }
             } catch {
                 node.core!.snapshotFailed(meta, reason: "\(error)")
             }
@@ -220,8 +232,17 @@ public final class Simulation {
             for id in nodes.keys.sorted() where nodes[id]!.core == nil && !nodes[id]!.exited {
                 start(id)
             }
-            // Quiet at the end, so that every member can reach the same applied index.
-            queue.push(.endClient, at: now + options.settleDuration / 2)
+            // Writes go on for a while, with no faults: a member that installs a snapshot must
+            // then replicate, not need the next snapshot, and the next (a chase). Then quiet,
+            // so that every member can reach the same applied index.
+            queue.push(.endClient, at: now + options.loadWindow)
+            queue.push(.sampleReplication, at: now + 100)
+        case .sampleReplication:
+            guard clientOn else { return }
+            if let leaderID = currentLeader, let leader = nodes[leaderID]!.core {
+                for (peer, pr) in leader.progress where pr.state == .replicate { installsSinceReplicating[peer] = 0 }
+            }
+            queue.push(.sampleReplication, at: now + 100)
         case .endClient:
             clientOn = false
             queue.push(.probeConvergence, at: now + 100)
@@ -271,6 +292,13 @@ public final class Simulation {
         guard var node = nodes[id], var core = node.core else { return }
         let actions = core.takeActions()
         node.core = core
+        // A step sends a follower at most a window of chunks: a leader that queued the rest
+        // of a file at once (thousands of reads, on a real node's loop) stops its heartbeats.
+        var chunks: [NodeID: Int] = [:]
+        for case let .sendSnapshotChunk(to, _, _, _, _, _) in actions { chunks[to, default: 0] += 1 }
+        for (to, n) in chunks.sorted(by: { $0.key < $1.key }) where n > max(1, core.settings.snapshotWindow) {
+            invariants.fail(.shell, now, "\(id) queued \(n) chunks to \(to) in one step, over its window of \(core.settings.snapshotWindow)")
+        }
         var crashAt = Int.max
         if faultsOn && options.crashes && rng.chance(options.midStepCrashRate) && !actions.isEmpty {
             crashAt = Int(rng.next() % UInt64(actions.count))
@@ -379,7 +407,7 @@ public final class Simulation {
                 invariants.fail(.shell, now, "\(id) installs \(meta) with \(node.receiving?.bytes.count ?? -1) bytes received")
                 return
             }
-            queue.push(.snapshotInstalled(id, incarnation: node.incarnation, meta), at: now + Int.random(in: 0...30, using: &rng))
+            queue.push(.snapshotInstalled(id, incarnation: node.incarnation, meta), at: now + Int.random(in: options.installTime, using: &rng))
         case .abortSnapshotReceive:
             node.receiving = nil
         case .observe(let o):
@@ -522,7 +550,7 @@ public final class Simulation {
             clientSeq += 1
             let key = "k\(rng.next() % 10)"
             keys.append(key)
-            commands.append(KeyValueState.command(key: key, value: "v\(clientSeq)"))
+            commands.append(KeyValueState.command(key: key, value: "v\(clientSeq)" + String(repeating: "x", count: options.valueBytes)))
         }
         guard case let .success((first, term)) = leader.core!.propose(commands) else { return }
         for (i, key) in keys.enumerated() {

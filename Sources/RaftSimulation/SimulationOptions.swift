@@ -32,6 +32,16 @@ public struct SimulationOptions: Sendable, Hashable {
     public var newLeaderCrashRate: Double = 0
     /// How long a crashed node stays down.
     public var downtime: ClosedRange<Int> = 20...2000
+    /// How long a follower takes to install a snapshot it received (check it, make it
+    /// durable, restore the state): seconds for a large state on a real node.
+    public var installTime: ClosedRange<Int> = 0...30
+    /// Bytes of filler in each written value, so that states and snapshots span many chunks.
+    public var valueBytes: Int = 0
+
+    /// Simulated milliseconds of steady writes after the faults end, in which no member may
+    /// chase snapshots (install one after another, never replicating between them): long
+    /// enough for a restarted member to be sent a snapshot and install it twice over.
+    public var loadWindow: Int { max(settleDuration / 2, 2 * installTime.upperBound + 1_000) }
 
     public init() {}
 
@@ -66,6 +76,10 @@ public struct SimulationOptions: Sendable, Hashable {
             o.newLeaderCrashRate = 0.5
         }
         o.clientInterval = Int.random(in: 10...50, using: &rng)
+        // A third of the schedules install slowly, longer than four election timeouts, and a
+        // third write values large enough that a snapshot is many chunks.
+        if rng.chance(0.33) { o.installTime = 200...Int.random(in: 800...2_500, using: &rng) }
+        if rng.chance(0.33) { o.valueBytes = Int.random(in: 40...400, using: &rng) }
         if o.settings.maxEntriesPerRequest * o.settings.maxInflight < 6 {
             // A trickle of a pipeline: keep the load below what it can carry, or the backlog
             // never drains and the schedule tells nothing about Raft.
