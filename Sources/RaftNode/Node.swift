@@ -195,6 +195,8 @@ final class NodeLoop {
     var lastFromLeader: DispatchTime?
     /// Messages the transport dropped for each peer (its queue was full), as last logged.
     var droppedReported: [NodeID: Int] = [:]
+    /// Peers a leader has said in node.log it has not heard from (until heard again).
+    var silentPeers: Set<NodeID> = []
 
     init(options: NodeOptions, mailbox: Mailbox, transport: PeerTransport, known: NIOLockedValueBox<Set<NodeID>?>) throws {
         self.options = options
@@ -678,6 +680,7 @@ final class NodeLoop {
             lastCommitEvent = now
         }
         reportDroppedMessages()
+        reportSilentPeers()
         for (index, p) in pendingWrites where p.deadline < now {
             p.request.connection.fail(p.request.id, "timeout")
             pendingWrites[index] = nil
@@ -711,6 +714,30 @@ final class NodeLoop {
             guard q.droppedFrames > before else { continue }
             droppedReported[peer] = q.droppedFrames
             nodeLog.write("transport: \(q.droppedFrames - before) messages to \(peer) dropped, its queue full (\(q.queuedBytes) bytes waiting)")
+        }
+    }
+
+    /// On a leader, says in node.log when a peer has not been heard from for four election
+    /// timeouts (once, with what the leader knows of it and what its transport did), and
+    /// when it is heard from again: a stuck peer shows here, not only in a timed-out step.
+    func reportSilentPeers() {
+        guard core.role == .leader else {
+            silentPeers.removeAll()
+            return
+        }
+        let limit = UInt64(4 * options.settings.electionTicks)
+        for peer in core.progress.keys.sorted() {
+            let pr = core.progress[peer]!
+            let silent = core.ticks - min(pr.lastHeardTick, core.ticks)
+            let ms = Int(silent) * options.tickMs
+            if silent >= limit, !silentPeers.contains(peer) {
+                silentPeers.insert(peer)
+                let q = transport.queueStatus(of: peer)
+                let transfer = pr.transfer.map { " sending snapshot \($0.snapshot.index) (\($0.ackedOffset) of \($0.snapshot.size) bytes acknowledged\($0.installing ? ", installing" : ""))" } ?? ""
+                nodeLog.write("peer \(peer): nothing heard for \(ms) ms; \(pr.state.rawValue), match \(pr.match), next \(pr.next)\(transfer); transport: \(q?.queuedBytes ?? 0) bytes queued, \(q?.unreachableFrames ?? 0) messages dropped with no connection")
+            } else if silent < limit, silentPeers.remove(peer) != nil {
+                nodeLog.write("peer \(peer): heard from again (\(pr.state.rawValue), match \(pr.match))")
+            }
         }
     }
 

@@ -10,6 +10,8 @@ struct InboundSettings: Sendable {
     var onMessage: @Sendable (Message) -> Void
     var onError: @Sendable (_ what: String, _ detail: String) -> Void
     var isKnownPeer: @Sendable (NodeID) -> Bool
+    /// A peer's hello was accepted: it runs and can be reached.
+    var onPeerConnected: @Sendable (NodeID) -> Void = { _ in }
     /// How long a new connection may take to send its hello.
     var helloTimeout: TimeAmount = .seconds(10)
 }
@@ -142,6 +144,7 @@ struct InboundConnection: ByteToMessageDecoder {
         parser.limit = settings.maxFrameBytes
         helloDeadline?.cancel()
         helloDeadline = nil
+        settings.onPeerConnected(hello.sender)
     }
 
     private mutating func refuse(_ context: ChannelHandlerContext, _ what: String, _ detail: String, buffer: inout ByteBuffer) {

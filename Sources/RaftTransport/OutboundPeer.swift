@@ -4,7 +4,13 @@ import NIOPosix
 import Raft
 
 /// The sending side towards one peer: two queues bounded in bytes, and at most one
-/// connection, dialled when there is something to send and redialled with exponential backoff.
+/// connection, dialled when there is something to send and redialled with exponential backoff
+/// (cut short when the peer dials this member: it runs again).
+///
+/// What is queued when a dial fails or the connection ends is dropped, not kept for the next
+/// connection: it was meant for a process that is gone, and the next one (restarted, or
+/// wiped and added again under the same name) must not get its stale entries, chunks or
+/// removal notices. Raft sends again what still matters.
 ///
 /// Bulk frames (log entries, snapshot chunks) wait in one queue, everything else (heartbeats,
 /// votes, answers) in an urgent queue that goes first: a follower that is behind and has
@@ -26,7 +32,10 @@ final class OutboundPeer: Sendable {
     private let loop: NIOLoopBoundBox<LoopState>
 
     static let initialBackoff: TimeAmount = .milliseconds(20)
-    static let maximumBackoff: TimeAmount = .seconds(1)
+    /// At most this long between dials to a peer that is down: a restarted member hears from
+    /// its leader within it (or at once, when it dials the leader first).
+    static let defaultMaximumBackoff: TimeAmount = .milliseconds(200)
+    let maximumBackoff: TimeAmount
     /// A connection that lived at least this long resets the backoff when it closes.
     static let healthyConnection: TimeAmount = .seconds(1)
 
@@ -37,6 +46,8 @@ final class OutboundPeer: Sendable {
         var urgentBytes = 0
         var kickScheduled = false
         var dropped = 0
+        /// Frames dropped because no connection could be made, or it ended.
+        var unreachable = 0
         var closed = false
     }
 
@@ -53,8 +64,9 @@ final class OutboundPeer: Sendable {
         var closed = false
     }
 
-    init(id: NodeID, address: PeerAddress, hello: Hello, eventLoop: any EventLoop, maxQueuedBytes: Int) {
+    init(id: NodeID, address: PeerAddress, hello: Hello, eventLoop: any EventLoop, maxQueuedBytes: Int, maximumBackoff: TimeAmount = defaultMaximumBackoff) {
         self.id = id
+        self.maximumBackoff = maximumBackoff
         self.address = address
         self.eventLoop = eventLoop
         self.hello = Frame.encode(.hello, payload: hello.encoded(), allocator: ByteBufferAllocator())
@@ -93,6 +105,32 @@ final class OutboundPeer: Sendable {
 
     /// Frames dropped so far because the queue was full.
     var droppedFrames: Int { queue.withLockedValue { $0.dropped } }
+
+    /// Frames dropped so far because the peer could not be reached.
+    var unreachableFrames: Int { queue.withLockedValue { $0.unreachable } }
+
+    /// Drops what is queued: the peer it was meant for is gone.
+    private func dropQueued() {
+        queue.withLockedValue { q in
+            q.unreachable += q.frames.count + q.urgent.count
+            q.frames.removeAll()
+            q.urgent.removeAll()
+            q.bytes = 0
+            q.urgentBytes = 0
+        }
+    }
+
+    /// The peer dialled this member (its hello was accepted): it runs, so a dial that waits
+    /// out a backoff is made at the next message instead.
+    func peerIsUp() {
+        eventLoop.execute {
+            guard !self.loop.value.closed, case let .waiting(task) = self.loop.value.connection else { return }
+            task.cancel()
+            self.loop.value.backoff = Self.initialBackoff
+            self.loop.value.connection = .idle
+            self.kick()
+        }
+    }
 
     /// Closes the connection and forgets what is queued; completes once the socket is closed.
     func close() -> EventLoopFuture<Void> {
@@ -198,9 +236,10 @@ final class OutboundPeer: Sendable {
             loop.value.connection = .idle
             return
         }
+        dropQueued()
         let delay = loop.value.backoff
         if grow {
-            loop.value.backoff = min(delay * 2, Self.maximumBackoff)
+            loop.value.backoff = min(delay * 2, maximumBackoff)
         }
         let task = eventLoop.scheduleTask(in: delay) {
             self.loop.value.connection = .idle

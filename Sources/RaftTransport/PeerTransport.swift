@@ -66,6 +66,8 @@ public final class PeerTransport: Sendable {
     private let onMessage: @Sendable (Message) -> Void
     private let onError: @Sendable (_ what: String, _ detail: String) -> Void
     private let isKnownPeer: @Sendable (NodeID) -> Bool
+    /// The longest wait between two dials to a peer that is down (tests lengthen it).
+    let maximumBackoff: TimeAmount
     private let state = NIOLockedValueBox(State())
 
     private struct State {
@@ -93,7 +95,7 @@ public final class PeerTransport: Sendable {
     ///   - onMessage: each message received, in order per sending peer.
     ///   - onError: `(what, detail)` of each error worth recording; see the type's doc.
     ///   - isKnownPeer: whether a sender named in a hello may connect.
-    public init(
+    public convenience init(
         name: NodeID,
         clusterID: String,
         listen address: String,
@@ -104,6 +106,17 @@ public final class PeerTransport: Sendable {
         onError: @escaping @Sendable (_ what: String, _ detail: String) -> Void,
         isKnownPeer: @escaping @Sendable (NodeID) -> Bool
     ) {
+        self.init(
+            name: name, clusterID: clusterID, listen: address, group: group, maxFrameBytes: maxFrameBytes, maxQueuedBytes: maxQueuedBytes,
+            maximumBackoff: OutboundPeer.defaultMaximumBackoff, onMessage: onMessage, onError: onError, isKnownPeer: isKnownPeer)
+    }
+
+    init(
+        name: NodeID, clusterID: String, listen address: String, group: any EventLoopGroup, maxFrameBytes: Int, maxQueuedBytes: Int,
+        maximumBackoff: TimeAmount, onMessage: @escaping @Sendable (Message) -> Void,
+        onError: @escaping @Sendable (_ what: String, _ detail: String) -> Void, isKnownPeer: @escaping @Sendable (NodeID) -> Bool
+    ) {
+        self.maximumBackoff = maximumBackoff
         self.name = name
         self.clusterID = clusterID
         self.listenAddress = address
@@ -148,9 +161,11 @@ public final class PeerTransport: Sendable {
 
     private func bind() async throws -> any Channel {
         let address = try PeerAddress(parsing: listenAddress)
-        let settings = InboundSettings(
+        var inbound = InboundSettings(
             name: name, clusterID: clusterID, maxFrameBytes: maxFrameBytes, listenAddress: listenAddress,
             onMessage: onMessage, onError: onError, isKnownPeer: isKnownPeer)
+        inbound.onPeerConnected = { [self] peer in self.state.withLockedValue { $0.peers[peer] }?.peerIsUp() }
+        let settings = inbound
         let maxBuffer = maxFrameBytes + Frame.headerSize + 64 * 1024
         let bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 256)
@@ -258,7 +273,8 @@ public final class PeerTransport: Sendable {
             }
             for (id, address) in parsed where s.peers[id] == nil {
                 s.peers[id] = OutboundPeer(
-                    id: id, address: address, hello: hello(id), eventLoop: group.next(), maxQueuedBytes: maxQueuedBytes)
+                    id: id, address: address, hello: hello(id), eventLoop: group.next(), maxQueuedBytes: maxQueuedBytes,
+                    maximumBackoff: maximumBackoff)
                 s.reportedUnreachable.remove(id)
             }
             return retired
@@ -300,10 +316,11 @@ public final class PeerTransport: Sendable {
         }
     }
 
-    /// Bytes waiting to be sent to `peer`, and frames dropped for it because its queue was full.
-    public func queueStatus(of peer: NodeID) -> (queuedBytes: Int, droppedFrames: Int)? {
+    /// Bytes waiting to be sent to `peer`, frames dropped for it because its queue was full,
+    /// and frames dropped because no connection to it could be made or its connection ended.
+    public func queueStatus(of peer: NodeID) -> (queuedBytes: Int, droppedFrames: Int, unreachableFrames: Int)? {
         guard let p = state.withLockedValue({ $0.peers[peer] }) else { return nil }
-        return (p.queuedBytes, p.droppedFrames)
+        return (p.queuedBytes, p.droppedFrames, p.unreachableFrames)
     }
 
     /// Closes the listening socket (removing its socket file), every connection and every
