@@ -70,8 +70,12 @@ public struct CheckResult: Sendable, Hashable {
 ///       before T: with K the highest commit index any node reported in an event of a term
 ///       below T, its files reach K (log end or snapshot), and each of its log entries at an
 ///       index ≤ K that some node holds as committed is that committed entry;
-///    c. no `truncate` event removes an index at or below the commit index the same node
-///       reported earlier in its events (since its last wipe).
+///    c. no `truncate` event (a conflicting suffix removed) removes an index at or below the
+///       commit index the same node reported earlier in its events (since its last wipe);
+///    d. no node installs a snapshot at an index below the commit index it reported earlier
+///       (a stale install: its state would go back), and every `compact` (entries dropped
+///       because a snapshot covers them) is covered by a snapshot the node held by then
+///       (its `start` snapshotIndex, a `snapshot-taken` or a `snapshot-installed`).
 /// 4. `acknowledged-writes` (history, logs, snapshots), for each acknowledged put (key,
 ///    value, index i, term t):
 ///    a. every node whose log holds index i with term t holds exactly that put there; a node
@@ -264,19 +268,47 @@ struct Checker {
                 }
             }
         }
-        // c. no truncation of what the node reported committed.
+        // c, d. no removal of what the node reported committed; compactions covered.
+        var truncations = 0, compactions = 0, installs = 0
         for n in nodes {
             var reported: (LogIndex, Int) = (0, 0)
+            var covered: LogIndex = 0
             for (k, e) in n.events.enumerated() {
-                if k == n.incarnationStart && k > 0 { reported = (0, 0) }
-                if e.event == "commit", let c = e.index, c > reported.0 { reported = (c, e.line) }
-                if e.event == "start", let c = e.commitIndex, c > reported.0 { reported = (c, e.line) }
-                if e.event == "truncate", let from = e.from, from <= reported.0 {
-                    evidence.append("\(n.name) removed its entries from index \(from) on (\(events(n, e)), term \(e.term)) after reporting commit index \(reported.0) (\(n.eventsFile) line \(reported.1))")
+                if k == n.incarnationStart && k > 0 {
+                    reported = (0, 0)
+                    covered = 0
+                }
+                switch e.event {
+                case "commit":
+                    if let c = e.index, c > reported.0 { reported = (c, e.line) }
+                case "start":
+                    if let c = e.commitIndex, c > reported.0 { reported = (c, e.line) }
+                    covered = max(covered, e.snapshotIndex ?? 0)
+                case "snapshot-taken":
+                    covered = max(covered, e.index ?? 0)
+                case "snapshot-installed":
+                    installs += 1
+                    let i = e.index ?? 0
+                    if i < reported.0 {
+                        evidence.append("\(n.name) installed a snapshot at index \(i) (\(events(n, e)), term \(e.term)) below the commit index \(reported.0) it had reported (\(n.eventsFile) line \(reported.1))")
+                    }
+                    covered = max(covered, i)
+                case "truncate":
+                    truncations += 1
+                    if let from = e.from, from <= reported.0 {
+                        evidence.append("\(n.name) removed its entries from index \(from) on (\(events(n, e)), term \(e.term)) after reporting commit index \(reported.0) (\(n.eventsFile) line \(reported.1))")
+                    }
+                case "compact":
+                    compactions += 1
+                    if let through = e.through, through > covered {
+                        evidence.append("\(n.name) dropped its entries through index \(through) (\(events(n, e)), term \(e.term)) with no snapshot covering them (its newest at index \(covered))")
+                    }
+                default:
+                    break
                 }
             }
         }
-        notes.append("\(committed.count) committed indices known from the files; \(leaderTerms) leader terms checked for completeness")
+        notes.append("\(committed.count) committed indices known from the files; \(leaderTerms) leader terms checked for completeness; \(truncations) truncations, \(compactions) compactions and \(installs) installs checked against the commit indices reported")
         return Self.result("committed-entries", evidence, notes)
     }
 

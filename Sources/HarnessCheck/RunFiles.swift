@@ -65,6 +65,7 @@ struct NodeEvent {
     var role: String?
     var index: LogIndex?
     var from: LogIndex?
+    var through: LogIndex?
     var lastIndex: LogIndex?
     var commitIndex: LogIndex?
     var snapshotIndex: LogIndex?
@@ -356,6 +357,7 @@ struct RunFiles {
             e.role = object["role"] as? String
             e.index = object["index"].flatMap(uint)
             e.from = object["from"].flatMap(uint)
+            e.through = object["through"].flatMap(uint)
             e.lastIndex = object["lastIndex"].flatMap(uint)
             e.commitIndex = object["commitIndex"].flatMap(uint)
             e.snapshotIndex = object["snapshotIndex"].flatMap(uint)

@@ -63,6 +63,32 @@ import Testing
         #expect(result(results, "log-matching").passed)
     }
 
+    @Test func aSnapshotInstallThatReplacesTheLogAfterCompactionPasses() {
+        let results = RunChecker.check(runDirectory: fixture("runs/install-after-compaction"))
+        for r in results { #expect(r.passed, "\(r.name): \(r.evidence)") }
+        #expect(result(results, "committed-entries").notes.contains { $0.contains("0 truncations, 3 compactions and 1 installs checked") })
+    }
+
+    @Test func aStaleInstallThatDropsCommittedEntriesIsRejected() {
+        let results = RunChecker.check(runDirectory: fixture("runs/stale-install"))
+        let r = result(results, "committed-entries")
+        #expect(!r.passed)
+        #expect(r.evidence.contains("n1 installed a snapshot at index 6 (nodes/n1/events.jsonl line 14, term 2) below the commit index 8 it had reported (nodes/n1/events.jsonl line 9)"), "\(r.evidence)")
+        #expect(r.evidence.contains("n1 removed its entries from index 7 on (nodes/n1/events.jsonl line 15, term 2) after reporting commit index 8 (nodes/n1/events.jsonl line 9)"), "\(r.evidence)")
+        #expect(r.evidence.count == 2, "\(r.evidence)")
+    }
+
+    @Test func aCompactionNoSnapshotCoversIsRejected() throws {
+        let dir = makeTempDir("uncovered")
+        defer { remove(dir) }
+        try RunFixture.installAfterCompaction.write(to: dir + "/run")
+        let ev = dir + "/run/nodes/n3/events.jsonl"
+        let extra = #"{"ts":"2025-01-01T00:00:09.000000Z","node":"n3","term":2,"event":"compact","through":9}"# + "\n"
+        try Data((String(decoding: bytes(ev), as: UTF8.self) + extra).utf8).write(to: URL(fileURLWithPath: ev))
+        let r = result(RunChecker.check(runDirectory: dir + "/run"), "committed-entries")
+        #expect(r.evidence == ["n3 dropped its entries through index 9 (nodes/n3/events.jsonl line 10, term 2) with no snapshot covering them (its newest at index 8)"])
+    }
+
     @Test func aLostAcknowledgedWriteIsRejected() throws {
         let results = RunChecker.check(runDirectory: fixture("runs/lost-write"))
         let r = result(results, "acknowledged-writes")

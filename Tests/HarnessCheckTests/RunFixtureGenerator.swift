@@ -23,6 +23,13 @@ enum RunFixture: String, CaseIterable {
     /// n3's snapshot at index 4 holds k1=v1, the value of the put at index 2: the
     /// acknowledged put k1=v3 at index 4 is lost from its state.
     case lostWrite = "lost-write"
+    /// Another story (`writeInstallStory`): a former leader, stopped, restarted after the
+    /// others compacted their logs, is caught up by a snapshot that replaces its log. Every
+    /// check holds: entries a snapshot covers are not removed committed entries.
+    case installAfterCompaction = "install-after-compaction"
+    /// That story with a stale install: the restarted node installs a snapshot at index 6,
+    /// below the commit index 8 it had reported, and drops its committed entries after it.
+    case staleInstall = "stale-install"
 
     static let configuration = Configuration(
         voters: ["n1", "n2", "n3"], addresses: ["n1": "/tmp/run/n1.peer", "n2": "/tmp/run/n2.peer", "n3": "/tmp/run/n3.peer"])
@@ -41,6 +48,7 @@ enum RunFixture: String, CaseIterable {
 
     /// Writes the run into `dir` (which must not exist yet).
     func write(to dir: String) throws {
+        if self == .installAfterCompaction || self == .staleInstall { return try writeInstallStory(to: dir) }
         let fm = FileManager.default
         try fm.createDirectory(atPath: dir + "/nodes", withIntermediateDirectories: true)
         let c = Self.configuration
@@ -129,6 +137,123 @@ enum RunFixture: String, CaseIterable {
         ].map { $0 + "\n" }.joined()
         try Data(log.utf8).write(to: URL(fileURLWithPath: dir + "/harness.log"))
         let report = #"{"scenario":"\#(rawValue)","seed":1,"verdict":"\#(self == .clean ? "pass" : "fail")","checks":[],"ms":8000}"# + "\n"
+        try Data(report.utf8).write(to: URL(fileURLWithPath: dir + "/report.json"))
+    }
+
+    /// The story of `install-after-compaction`: n1 leads term 1 and commits 1 noop, 2 put
+    /// k1=v1, 3 put k2=v2, 4 put k1=v3 and reports it; n1 is stopped; n2 leads term 2 and commits 5 noop, 6 put k3=v4, 7 put k4=v5, 8 put k2=v6;
+    /// n2 and n3 snapshot at 8 and compact their logs through it; n1 restarts (its log 1-4,
+    /// its snapshot the bootstrap one) and installs n2's snapshot at 8, which replaces its
+    /// log (a `compact` through 8); n2 commits 9 put k5=v7 and 10 put k1=v8; all report 10.
+    ///
+    /// `stale-install`: n1 reported commit index 8 before it stopped (it was a follower in
+    /// term 2 by then, holding 1-8), and on its restart installs a snapshot at 6, dropping
+    /// its entries 7-8 (`compact` through 6, `truncate` from 7).
+    func writeInstallStory(to dir: String) throws {
+        try FileManager.default.createDirectory(atPath: dir + "/nodes", withIntermediateDirectories: true)
+        let c = Self.configuration
+        let stale = self == .staleInstall
+        let entries: [Entry] = [
+            Entry(index: 1, term: 1, type: .noop),
+            Entry(index: 2, term: 1, type: .command, payload: NodeDataWriter.put("k1", "v1")),
+            Entry(index: 3, term: 1, type: .command, payload: NodeDataWriter.put("k2", "v2")),
+            Entry(index: 4, term: 1, type: .command, payload: NodeDataWriter.put("k1", "v3")),
+            Entry(index: 5, term: 2, type: .noop),
+            Entry(index: 6, term: 2, type: .command, payload: NodeDataWriter.put("k3", "v4")),
+            Entry(index: 7, term: 2, type: .command, payload: NodeDataWriter.put("k4", "v5")),
+            Entry(index: 8, term: 2, type: .command, payload: NodeDataWriter.put("k2", "v6")),
+            Entry(index: 9, term: 2, type: .command, payload: NodeDataWriter.put("k5", "v7")),
+            Entry(index: 10, term: 2, type: .command, payload: NodeDataWriter.put("k1", "v8")),
+        ]
+        let at6 = ["k1": "v3", "k2": "v2", "k3": "v4"]
+        let at8 = ["k1": "v3", "k2": "v6", "k3": "v4", "k4": "v5"]
+        let final = ["k1": "v8", "k2": "v6", "k3": "v4", "k4": "v5", "k5": "v7"]
+        func start(_ w: NodeDataWriter, second: Int, term: Term = 0, last: UInt64 = 0, commit: UInt64 = 0, snap: UInt64 = 0) {
+            w.event("start", term: term, ts: Self.ts(second), [("lastIndex", .int(last)), ("commitIndex", .int(commit)), ("snapshotIndex", .int(snap))])
+            w.event("config", term: term, ts: Self.ts(second), [("index", .int(snap)), ("members", .strings(c.voters)), ("learners", .strings([])), ("phase", .string("committed"))])
+        }
+
+        // n1: leader of term 1 (a follower of n2 in term 2 in the stale story), stopped,
+        // restarted, caught up by a snapshot that replaces its log.
+        let n1 = try NodeDataWriter(directory: dir + "/nodes/n1", node: "n1")
+        _ = try n1.snapshot(index: 0, term: 0, configuration: c, state: [:], compact: false)
+        try n1.saveHardState(term: 2, votedFor: "n2")
+        try n1.append(Array(entries[0..<(stale ? 8 : 4)]))
+        start(n1, second: 0)
+        n1.event("role", term: 1, ts: Self.ts(1), [("role", .string("candidate"))])
+        n1.event("vote", term: 1, ts: Self.ts(1), [("for", .string("n1"))])
+        n1.event("role", term: 1, ts: Self.ts(1), [("role", .string("leader"))])
+        n1.event("commit", term: 1, ts: Self.ts(2), [("index", .int(4))])
+        if stale {
+            n1.event("role", term: 2, ts: Self.ts(3), [("role", .string("follower"))])
+            n1.event("vote", term: 2, ts: Self.ts(3), [("for", .string("n2"))])
+            n1.event("commit", term: 2, ts: Self.ts(4), [("index", .int(8))])
+        }
+        n1.event("stop", term: stale ? 2 : 1, ts: Self.ts(4), [("reason", .string("SIGTERM"))])
+        start(n1, second: 6, term: 2, last: stale ? 8 : 4)
+        n1.event("role", term: 2, ts: Self.ts(6), [("role", .string("snapshotting"))])
+        let installed: LogIndex = stale ? 6 : 8
+        try n1.snapshot(index: installed, term: 2, configuration: c, state: stale ? at6 : at8)
+        if stale { try n1.append(Array(entries[6...])) } else { try n1.append(Array(entries[8...])) }
+        n1.event("snapshot-installed", term: 2, ts: Self.ts(7), [("from", .string("n2")), ("index", .int(installed)), ("snapshotTerm", .int(2)), ("bytes", .int(0)), ("ms", .int(5))])
+        if stale { n1.event("truncate", term: 2, ts: Self.ts(7), [("from", .int(7))]) }
+        n1.event("compact", term: 2, ts: Self.ts(7), [("through", .int(installed))])
+        n1.event("role", term: 2, ts: Self.ts(7), [("role", .string("follower"))])
+        n1.event("commit", term: 2, ts: Self.ts(8), [("index", .int(10))])
+        try n1.close()
+
+        // n2 and n3: n2 leads term 2; both snapshot at 8 and compact through it.
+        for name in ["n2", "n3"] {
+            let w = try NodeDataWriter(directory: dir + "/nodes/" + name, node: name)
+            _ = try w.snapshot(index: 0, term: 0, configuration: c, state: [:], compact: false)
+            try w.saveHardState(term: 2, votedFor: "n2")
+            try w.append(Array(entries[0..<8]))
+            try w.snapshot(index: 8, term: 2, configuration: c, state: at8)
+            try w.append(Array(entries[8...]))
+            start(w, second: 0)
+            w.event("vote", term: 1, ts: Self.ts(1), [("for", .string("n1"))])
+            w.event("commit", term: 1, ts: Self.ts(2), [("index", .int(4))])
+            if name == "n2" {
+                w.event("role", term: 2, ts: Self.ts(3), [("role", .string("candidate"))])
+                w.event("vote", term: 2, ts: Self.ts(3), [("for", .string("n2"))])
+                w.event("role", term: 2, ts: Self.ts(3), [("role", .string("leader"))])
+            } else {
+                w.event("vote", term: 2, ts: Self.ts(3), [("for", .string("n2"))])
+            }
+            w.event("commit", term: 2, ts: Self.ts(4), [("index", .int(8))])
+            w.event("snapshot-taken", term: 2, ts: Self.ts(5), [("index", .int(8)), ("snapshotTerm", .int(2)), ("bytes", .int(0)), ("ms", .int(1))])
+            w.event("compact", term: 2, ts: Self.ts(5), [("through", .int(8))])
+            if name == "n2" {
+                w.event("snapshot-sent", term: 2, ts: Self.ts(7), [("to", .string("n1")), ("index", .int(8)), ("snapshotTerm", .int(2)), ("bytes", .int(0)), ("ms", .int(5))])
+            }
+            w.event("commit", term: 2, ts: Self.ts(8), [("index", .int(10))])
+            try w.close()
+        }
+
+        var history = ""
+        let puts: [(Int, String, String, UInt64, UInt64)] = [
+            (1, "k1", "v1", 2, 1), (1, "k2", "v2", 3, 1), (2, "k1", "v3", 4, 1), (4, "k3", "v4", 6, 2), (4, "k4", "v5", 7, 2),
+            (4, "k2", "v6", 8, 2), (7, "k5", "v7", 9, 2), (7, "k1", "v8", 10, 2),
+        ]
+        for (second, key, value, index, term) in puts {
+            history += #"{"type":"invoke","op":"put","client":"c1","key":"\#(key)","value":"\#(value)","ts":"\#(Self.ts(second))"}"# + "\n"
+            history += #"{"type":"ok","op":"put","client":"c1","key":"\#(key)","value":"\#(value)","index":\#(index),"term":\#(term),"ts":"\#(Self.ts(second + 1))"}"# + "\n"
+        }
+        try Data(history.utf8).write(to: URL(fileURLWithPath: dir + "/history.jsonl"))
+        let log = [
+            "\(Self.ts(0)) cluster n1 n2 n3 ok 100ms",
+            "\(Self.ts(1)) await leader within 5s as old ok 900ms",
+            "\(Self.ts(2)) write 3 ok 900ms",
+            "\(Self.ts(4)) stop $old ok 40ms",
+            "\(Self.ts(4)) write 3 ok 600ms",
+            "\(Self.ts(5)) snapshot n2 ok 20ms",
+            "\(Self.ts(6)) start $old ok 50ms",
+            "\(Self.ts(7)) write 2 ok 300ms",
+            "\(Self.ts(9)) await converged within 10s ok 1200ms",
+            "\(Self.ts(9)) converged applied=10 digest=\(NodeDataWriter.digest(of: final)) nodes=n1,n2,n3",
+        ].map { $0 + "\n" }.joined()
+        try Data(log.utf8).write(to: URL(fileURLWithPath: dir + "/harness.log"))
+        let report = #"{"scenario":"\#(rawValue)","seed":1,"verdict":"\#(stale ? "fail" : "pass")","checks":[],"ms":9000}"# + "\n"
         try Data(report.utf8).write(to: URL(fileURLWithPath: dir + "/report.json"))
     }
 }
