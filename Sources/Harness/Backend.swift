@@ -10,13 +10,16 @@ public struct NodeStatus: Sendable, Hashable {
     public var appliedIndex: UInt64
     public var members: [String]
     public var learners: [String]
+    /// The index of the configuration entry in force (committed when ≤ `commitIndex`).
+    public var configIndex: UInt64
     public var digest: String
     public var snapshotting: Bool
 
     public init(
         name: String, role: String, term: UInt64, leader: String?, commitIndex: UInt64, appliedIndex: UInt64,
-        members: [String], learners: [String], digest: String, snapshotting: Bool
+        members: [String], learners: [String], configIndex: UInt64 = 0, digest: String, snapshotting: Bool
     ) {
+        self.configIndex = configIndex
         self.name = name
         self.role = role
         self.term = term
@@ -30,13 +33,38 @@ public struct NodeStatus: Sendable, Hashable {
     }
 }
 
-/// The answer to a write: acknowledged with its index and term, refused (with the leader
-/// to try, if known), or unknown (no answer in time: it may or may not commit).
+/// The answer to a client request, in the terms of SPEC section 5: acknowledged, refused
+/// (not proposed: `not-leader`, `busy`, `config-change-in-progress`, `shutting-down`, or not
+/// sent at all), unknown (`timeout`, `leadership-lost`, or no answer: it may still commit),
+/// or failed (`bad-request`, an unreadable answer: retrying would not help). `leader` is the
+/// node the answer names as leader, when it does.
 public enum WriteOutcome: Sendable, Hashable {
     case ok(index: UInt64, term: UInt64)
-    case notLeader(leader: String?)
+    case refused(String, leader: String?)
+    case unknown(String, leader: String?)
     case failed(String)
-    case unknown
+
+    /// The outcome of an answer with this `error` (nil when none was read: `why` says why).
+    public static func of(error: String, leader: String?) -> WriteOutcome {
+        switch error {
+        case "not-leader", "busy", "config-change-in-progress", "shutting-down": .refused(error, leader: leader)
+        case "timeout", "leadership-lost": .unknown(error, leader: leader)
+        default: .failed(error)
+        }
+    }
+
+    public var isUnknown: Bool { if case .unknown = self { true } else { false } }
+}
+
+/// A request that was not acknowledged, with what its answer means.
+public struct RequestFailure: Error, Sendable, CustomStringConvertible {
+    public var outcome: WriteOutcome
+    public var text: String
+    public init(_ outcome: WriteOutcome, _ text: String) {
+        self.outcome = outcome
+        self.text = text
+    }
+    public var description: String { text }
 }
 
 /// Node settings a scenario sets with `set`, for nodes started after it.
@@ -80,8 +108,9 @@ public protocol ClusterBackend: AnyObject, Sendable {
 
     func status(_ name: String) async -> NodeStatus?
     func put(_ name: String, key: String, value: String, timeoutMs: Int) async -> WriteOutcome
-    /// A client request answered `{"ok":true,"index":N}` (snapshot, add, remove).
-    func request(_ name: String, _ json: String, timeoutMs: Int) async throws -> [String: String]
+    /// A client request answered `{"ok":true,...}` (snapshot, add, remove, get); any other
+    /// answer, or none, throws a `RequestFailure`.
+    func request(_ name: String, _ json: String, timeoutMs: Int) async throws(RequestFailure) -> [String: String]
     /// The events that `name` wrote since the scenario began (events.jsonl lines).
     func events(_ name: String) -> [String]
 

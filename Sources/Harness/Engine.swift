@@ -198,7 +198,9 @@ public final class Engine {
             let n = try await resolve(ref)
             var tasks = batches[batch] ?? []
             for _ in 0..<count {
-                let (key, value) = nextWrite()
+                // A key of its own, so that a get can tell whether an unknown put committed.
+                let value = nextWrite().1
+                let key = "s-\(batch)-\(tasks.count)-\(writeSeq)"
                 invoke(key: key, value: value)
                 let backend = self.backend
                 let timeout = defaultTimeoutMs
@@ -216,18 +218,7 @@ public final class Engine {
             batches[batch] = tasks
             return "\(count) to \(n)"
         case let .awaitCommitted(batch, within):
-            let tasks = batches[batch] ?? []
-            let deadline = ContinuousClock.now + .milliseconds(within)
-            var acked = 0
-            for (i, t) in tasks.enumerated() {
-                let outcome = await t.value
-                record(batch: batch, index: i, outcome)
-                if case .ok = outcome { acked += 1 }
-            }
-            guard acked == tasks.count, ContinuousClock.now <= deadline else {
-                throw Failure("\(acked) of \(tasks.count) of \(batch) acknowledged within \(within)ms")
-            }
-            return "\(acked) acknowledged"
+            return try await awaitCommitted(batch: batch, withinMs: within)
         case let .awaitNotCommitted(batch, forMs):
             let tasks = batches[batch] ?? []
             try await Task.sleep(for: .milliseconds(forMs))
@@ -241,6 +232,15 @@ public final class Engine {
                 }
             }
             guard acked == 0 else { throw Failure("\(acked) of \(batch) were acknowledged") }
+            // Nor committed without an answer: the majority's leader (if one answers) has none.
+            if let leader = await currentLeader(among: nil) {
+                for r in pendingRecords where r.batch == batch {
+                    if case .found = await committedValue(key: r.key, value: r.value, at: leader) {
+                        throw Failure("\(batch)'s put of \(r.key) is committed (\(leader) reads its value)")
+                    }
+                }
+                return "none acknowledged, none read from \(leader)"
+            }
             return "none acknowledged"
         case let .snapshot(ref):
             let n = try await resolve(ref)
@@ -250,12 +250,10 @@ public final class Engine {
             let name = try await resolve(ref)
             let address = try await backend.startJoining(name, settings: settings)
             let json = #"{"op":"add","node":"\#(name)","address":"\#(address)"}"#
-            let answer = try await leaderRequest(json)
-            return "\(name) at \(answer["index"] ?? "?")"
+            return "\(name) at \(try await changeConfiguration(json, node: name, adding: true))"
         case let .remove(ref):
             let n = try await resolve(ref)
-            let answer = try await leaderRequest(#"{"op":"remove","node":"\#(n)"}"#)
-            return "\(n) at \(answer["index"] ?? "?")"
+            return "\(n) at \(try await changeConfiguration(#"{"op":"remove","node":"\#(n)"}"#, node: n, adding: false))"
         case let .sleep(ms):
             try await Task.sleep(for: .milliseconds(ms))
             return ""
@@ -361,26 +359,33 @@ public final class Engine {
         recorder.history([("type", "invoke"), ("op", "put"), ("client", clientName), ("key", key), ("value", value)])
     }
 
+    /// The history line that ends an operation (SPEC section 5: a refusal means not
+    /// proposed, `fail`; `timeout`, `leadership-lost` or no answer, `unknown`).
     func complete(key: String, value: String, _ outcome: WriteOutcome) {
         switch outcome {
         case let .ok(index, term):
             recorder.history([("type", "ok"), ("op", "put"), ("client", clientName), ("key", key), ("value", value), ("index", "\(index)"), ("term", "\(term)")])
-        case .notLeader, .failed:
+        case .refused, .failed:
             recorder.history([("type", "fail"), ("op", "put"), ("client", clientName), ("key", key), ("value", value)])
         case .unknown:
             recorder.history([("type", "unknown"), ("op", "put"), ("client", clientName), ("key", key), ("value", value)])
         }
     }
 
-    /// One put through the leader, following redirects until acknowledged or out of time.
-    /// A put whose answer never came is retried under the same key and value only after a
-    /// refusal; an unknown outcome is recorded as unknown and the write fails.
+    /// One put through the leader, following redirects until acknowledged or out of time
+    /// (SPEC section 2, `write`). A refusal (not proposed) is retried at the leader it names,
+    /// within the same operation. An answer that leaves the outcome unknown (`timeout`,
+    /// `leadership-lost`, none at all) ends the operation as `unknown` in the history, and
+    /// the same key and value are sent again as a new operation, to the new leader: both may
+    /// commit, and since no other put writes that value, the history and the files agree
+    /// whichever does.
     func write(to node: String?) async -> WriteOutcome {
         let (key, value) = nextWrite()
-        invoke(key: key, value: value)
         let deadline = ContinuousClock.now + .milliseconds(defaultTimeoutMs)
         var target = node
-        var outcome = WriteOutcome.unknown
+        var invoked = false
+        var outcome = WriteOutcome.refused("no leader", leader: nil)
+        var sawUnknown = false
         while ContinuousClock.now < deadline {
             if target == nil {
                 target = await currentLeader(among: nil)
@@ -389,45 +394,124 @@ public final class Engine {
                     continue
                 }
             }
+            if !invoked {
+                invoke(key: key, value: value)
+                invoked = true
+            }
             let left = Int(ContinuousClock.now.duration(to: deadline).milliseconds)
             outcome = await backend.put(target!, key: key, value: value, timeoutMs: max(1, left))
             switch outcome {
             case .ok:
                 complete(key: key, value: value, outcome)
                 return outcome
-            case let .notLeader(leader):
-                target = leader
-                if leader == nil { try? await Task.sleep(for: .milliseconds(50)) }
+            case let .refused(_, leader):
+                target = leader == target ? nil : leader
+                if target == nil { try? await Task.sleep(for: .milliseconds(50)) }
+            case let .unknown(_, leader):
+                complete(key: key, value: value, outcome)
+                invoked = false
+                sawUnknown = true
+                target = leader == target ? nil : leader
+                if target == nil { try? await Task.sleep(for: .milliseconds(50)) }
             case .failed:
-                target = nil
-                try? await Task.sleep(for: .milliseconds(50))
-            case .unknown:
-                complete(key: key, value: value, .unknown)
-                return .unknown
+                complete(key: key, value: value, outcome)
+                return outcome
             }
         }
-        complete(key: key, value: value, outcome == .unknown ? .unknown : .failed("timeout"))
-        return outcome
+        // Out of time with the last attempt refused, or never sent: not proposed.
+        if invoked { complete(key: key, value: value, .refused("timeout", leader: nil)) }
+        return sawUnknown ? .unknown("no acknowledgement within \(defaultTimeoutMs)ms", leader: nil) : outcome
     }
 
-    /// A request to the leader, following redirects, until answered ok or out of time.
-    func leaderRequest(_ json: String) async throws -> [String: String] {
+    /// An `add` or `remove` through the leader, done when the change is in a committed
+    /// configuration (`add`: NODE a voter). An answer that leaves the outcome unknown (the
+    /// leader lost its role, say) is followed by a look at the new leader's configuration
+    /// before the request is sent again: the change may have been carried on by it (a learner
+    /// being promoted), and a second `add` of a member would be refused.
+    func changeConfiguration(_ json: String, node: String, adding: Bool) async throws -> String {
         let deadline = ContinuousClock.now + .milliseconds(defaultTimeoutMs)
         var lastError = "no leader"
+        var lookFirst = false
         while ContinuousClock.now < deadline {
             guard let leader = await currentLeader(among: nil) else {
                 try await Task.sleep(for: .milliseconds(50))
                 continue
             }
+            if lookFirst, let s = await backend.status(leader) {
+                let committed = s.configIndex <= s.commitIndex
+                if adding && committed && s.members.contains(node) { return "\(s.configIndex)" }
+                if !adding && committed && !s.members.contains(node) && !s.learners.contains(node) { return "\(s.configIndex)" }
+                if adding && s.learners.contains(node) {
+                    lastError = "\(node) is a learner of \(leader), not yet promoted"
+                    try await Task.sleep(for: .milliseconds(100))
+                    continue
+                }
+            }
             do {
                 let left = Int(ContinuousClock.now.duration(to: deadline).milliseconds)
-                return try await backend.request(leader, json, timeoutMs: max(1, left))
+                let answer = try await backend.request(leader, json, timeoutMs: max(1, left))
+                return answer["index"] ?? "?"
             } catch {
-                lastError = "\(error)"
-                try await Task.sleep(for: .milliseconds(100))
+                lastError = error.text
+                switch error.outcome {
+                case .refused, .ok:
+                    try await Task.sleep(for: .milliseconds(100))
+                case .unknown:
+                    lookFirst = true
+                case .failed:
+                    // Refused as invalid: perhaps because an earlier attempt did it already.
+                    guard lookFirst else { throw Failure(error.text) }
+                    try await Task.sleep(for: .milliseconds(100))
+                }
             }
         }
         throw Failure("not done within \(defaultTimeoutMs)ms: \(lastError)")
+    }
+
+    /// Whether a put of `value` to `key` is committed, read with a linearizable `get` at
+    /// `node` (submitted puts have keys of their own, so the value stays until read).
+    enum CommittedRead { case found, absent, unknown(String) }
+
+    func committedValue(key: String, value: String, at node: String) async -> CommittedRead {
+        let json = #"{"op":"get","key":"# + jsonString(key) + "}"
+        do {
+            let answer = try await backend.request(node, json, timeoutMs: min(defaultTimeoutMs, 2000))
+            return answer["value"] == value ? .found : .absent
+        } catch {
+            return .unknown(error.text)
+        }
+    }
+
+    /// Every put of `batch` is committed within `withinMs`: acknowledged, or (when its
+    /// answer left the outcome unknown) its value read back through the leader.
+    func awaitCommitted(batch: String, withinMs: Int) async throws -> String {
+        let tasks = batches[batch] ?? []
+        let deadline = ContinuousClock.now + .milliseconds(withinMs)
+        var acked = 0
+        var read = 0
+        var missing: [String] = []
+        for (i, t) in tasks.enumerated() {
+            let outcome = await t.value
+            record(batch: batch, index: i, outcome)
+            if case .ok = outcome {
+                acked += 1
+                continue
+            }
+            guard let r = pendingRecords.first(where: { $0.batch == batch && $0.index == i }) else { continue }
+            var found = false
+            while !found && ContinuousClock.now < deadline {
+                if let leader = await currentLeader(among: nil), case .found = await committedValue(key: r.key, value: r.value, at: leader) {
+                    found = true
+                } else {
+                    try await Task.sleep(for: .milliseconds(100))
+                }
+            }
+            if found { read += 1 } else { missing.append("\(r.key) (\(outcome))") }
+        }
+        guard missing.isEmpty, ContinuousClock.now <= deadline else {
+            throw Failure("\(acked + read) of \(tasks.count) of \(batch) committed within \(withinMs)ms; not: \(missing.joined(separator: ", "))")
+        }
+        return read == 0 ? "\(acked) acknowledged" : "\(acked) acknowledged, \(read) read back committed"
     }
 
     // MARK: Convergence

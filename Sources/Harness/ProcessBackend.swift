@@ -383,44 +383,40 @@ public final class ProcessBackend: ClusterBackend {
         return NodeStatus(
             name: o["name"] as? String ?? name, role: o["role"] as? String ?? "?", term: u("term"), leader: o["leader"] as? String,
             commitIndex: u("commitIndex"), appliedIndex: u("appliedIndex"), members: o["members"] as? [String] ?? [],
-            learners: o["learners"] as? [String] ?? [], digest: o["digest"] as? String ?? "", snapshotting: o["snapshotting"] as? Bool ?? false)
+            learners: o["learners"] as? [String] ?? [], configIndex: u("configIndex"), digest: o["digest"] as? String ?? "",
+            snapshotting: o["snapshotting"] as? Bool ?? false)
     }
 
     public func put(_ name: String, key: String, value: String, timeoutMs: Int) async -> WriteOutcome {
-        guard let path = try? clientPath(name) else { return .failed("no client socket for \(name)") }
         let line = #"{"id":1,"op":"put","key":"# + jsonString(key) + #","value":"# + jsonString(value) + "}"
-        switch await NodeClient.send(line, to: path, timeoutMs: timeoutMs, group: group) {
-        case let .notSent(why): return .failed(why)
-        case .noAnswer: return .unknown
-        case let .answer(text):
-            guard let o = parse(text) else { return .failed("unreadable answer: \(text)") }
-            if o["ok"] as? Bool == true {
-                return .ok(index: (o["index"] as? NSNumber)?.uint64Value ?? 0, term: (o["term"] as? NSNumber)?.uint64Value ?? 0)
-            }
-            switch o["error"] as? String ?? "" {
-            case "not-leader": return .notLeader(leader: o["leader"] as? String)
-            // Proposed, perhaps: it may still commit.
-            case "timeout", "shutting-down": return .unknown
-            case let e: return .failed(e.isEmpty ? text : e)
-            }
+        do {
+            let o = try await request(name, line, timeoutMs: timeoutMs)
+            return .ok(index: UInt64(o["index"] ?? "") ?? 0, term: UInt64(o["term"] ?? "") ?? 0)
+        } catch {
+            return error.outcome
         }
     }
 
-    public func request(_ name: String, _ json: String, timeoutMs: Int) async throws -> [String: String] {
+    public func request(_ name: String, _ json: String, timeoutMs: Int) async throws(RequestFailure) -> [String: String] {
         var line = json
         if !line.contains(#""id""#), line.hasPrefix("{") { line = #"{"id":1,"# + line.dropFirst() }
-        switch await NodeClient.send(line, to: try clientPath(name), timeoutMs: timeoutMs, group: group) {
-        case let .notSent(why): throw Failure(why)
-        case let .noAnswer(why): throw Failure(why)
+        guard let path = try? clientPath(name) else { throw RequestFailure(.refused("not sent", leader: nil), "no client socket for \(name)") }
+        switch await NodeClient.send(line, to: path, timeoutMs: timeoutMs, group: group) {
+        case let .notSent(why): throw RequestFailure(.refused("not sent", leader: nil), why)
+        case let .noAnswer(why): throw RequestFailure(.unknown("no answer", leader: nil), why)
         case let .answer(text):
-            guard let o = parse(text) else { throw Failure("unreadable answer from \(name): \(text)") }
-            guard o["ok"] as? Bool == true else { throw Failure("\(name) answered \(text)") }
+            guard let o = parse(text) else { throw RequestFailure(.failed("unreadable answer"), "unreadable answer from \(name): \(text)") }
+            guard o["ok"] as? Bool == true else {
+                throw RequestFailure(.of(error: o["error"] as? String ?? "", leader: o["leader"] as? String), "\(name) answered \(text)")
+            }
             var out: [String: String] = [:]
             for (k, v) in o {
                 if let s = v as? String {
                     out[k] = s
                 } else if let n = v as? NSNumber {
                     out[k] = n.stringValue
+                } else if v is NSNull {
+                    continue
                 } else {
                     out[k] = "\(v)"
                 }

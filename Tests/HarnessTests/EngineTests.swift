@@ -54,16 +54,22 @@ final class FakeBackend: ClusterBackend, @unchecked Sendable {
         }
     }
 
+    /// Outcomes that the next puts get instead of the usual, in order.
+    var scripted: [WriteOutcome] = []
+    private(set) var puts: [(node: String, key: String, value: String)] = []
+
     func put(_ name: String, key: String, value: String, timeoutMs: Int) async -> WriteOutcome {
         let l = leader
         return locked {
-            guard name == l else { return .notLeader(leader: l) }
+            puts.append((name, key, value))
+            if !scripted.isEmpty { return scripted.removeFirst() }
+            guard name == l else { return .refused("not-leader", leader: l) }
             index += 1
             return .ok(index: index, term: 1)
         }
     }
 
-    func request(_ name: String, _ json: String, timeoutMs: Int) async throws -> [String: String] {
+    func request(_ name: String, _ json: String, timeoutMs: Int) async throws(RequestFailure) -> [String: String] {
         locked {
             calls.append("request \(name) \(json)")
             if json.contains(#""op":"add""#), let n = json.split(separator: "\"").dropFirst(7).first { members.append(String(n)) }
@@ -100,6 +106,31 @@ struct EngineTests {
         let types = recorder.historyLines.map { $0.first { $0.0 == "type" }!.1 }
         #expect(types == ["invoke", "ok", "invoke", "ok", "invoke", "ok", "invoke", "ok", "invoke", "ok"])
         #expect(recorder.historyLines[1].contains { $0 == ("index", "1") })
+    }
+
+    @Test("A write answered leadership-lost is recorded unknown and sent again, same key and value, as a new operation")
+    func unknownWritesAreSentAgain() async throws {
+        let scenario = try ScenarioParser.parse("cluster n1 n2 n3\nwrite 1", file: "t.scenario")
+        let backend = FakeBackend()
+        backend.scripted = [.unknown("leadership-lost", leader: "n1"), .unknown("timeout", leader: nil)]
+        let recorder = MemoryRecorder()
+        let failure = await Engine(backend: backend, recorder: recorder, seed: 1).run(scenario)
+        #expect(failure == nil)
+        let lines = recorder.historyLines.map { Dictionary($0, uniquingKeysWith: { a, _ in a }) }
+        #expect(lines.map { $0["type"]! } == ["invoke", "unknown", "invoke", "unknown", "invoke", "ok"])
+        #expect(Set(lines.map { $0["value"]! }).count == 1, "one value throughout")
+        #expect(Set(backend.puts.map(\.value)).count == 1 && backend.puts.count == 3)
+    }
+
+    @Test("A write refused (not proposed) is retried at the leader named, within one operation")
+    func refusedWritesAreOneOperation() async throws {
+        let scenario = try ScenarioParser.parse("cluster n1 n2 n3\nwrite 1", file: "t.scenario")
+        let backend = FakeBackend()
+        backend.scripted = [.refused("busy", leader: nil), .refused("not-leader", leader: "n1")]
+        let recorder = MemoryRecorder()
+        let failure = await Engine(backend: backend, recorder: recorder, seed: 1).run(scenario)
+        #expect(failure == nil)
+        #expect(recorder.historyLines.map { $0.first { $0.0 == "type" }!.1 } == ["invoke", "ok"])
     }
 
     @Test("A selector binds a variable that later steps use; repeat runs its body anew each pass")
