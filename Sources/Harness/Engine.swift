@@ -5,7 +5,7 @@ import RaftNode
 
 /// Where a run writes what happened: `harness.log` (a line per step) and `history.jsonl`
 /// (a line when each client operation is invoked and one when it ends), SPEC section 3.
-public protocol RunRecorder: AnyObject {
+public protocol RunRecorder: AnyObject, Sendable {
     func log(_ line: String)
     func history(_ fields: [(String, String)])
 }
@@ -49,9 +49,22 @@ public final class Engine {
         init(_ message: String) { self.message = message }
     }
 
-    /// Runs every step; returns the first failure, or nil when all passed.
+    /// Runs every step; returns the first failure, or nil when all passed. A load still
+    /// running at the end is stopped and waited for.
     public func run(_ scenario: Scenario) async -> StepFailure? {
-        await run(scenario.steps)
+        let failure = await run(scenario.steps)
+        await stopLoad()
+        return failure
+    }
+
+    /// The background clients of `load`, while they run.
+    var load: LoadClients?
+
+    func stopLoad() async {
+        guard let l = load else { return }
+        load = nil
+        await l.stop()
+        recorder.log("load stopped after \(l.operations) operations")
     }
 
     func run(_ steps: [Located]) async -> StepFailure? {
@@ -110,7 +123,9 @@ public final class Engine {
 
     /// The leader that one node claims to be and a majority of its members agree on (same
     /// leader, same term).
-    func currentLeader(among: Set<String>?) async -> String? {
+    func currentLeader(among: Set<String>?) async -> String? { await Self.currentLeader(backend, among: among) }
+
+    static func currentLeader(_ backend: any ClusterBackend, among: Set<String>?) async -> String? {
         var statuses: [String: NodeStatus] = [:]
         for n in backend.running where !backend.paused.contains(n) {
             if let s = await backend.status(n) { statuses[n] = s }
@@ -283,6 +298,9 @@ public final class Engine {
             }
             return ""
         case let .awaitConverged(within):
+            // A running load is paused meanwhile (SPEC section 2), then resumed.
+            await load?.pause()
+            defer { load?.resume() }
             return try await awaitConverged(withinMs: within)
         case let .awaitSnapshotting(ref, within):
             let n = try await resolve(ref)
@@ -292,17 +310,29 @@ public final class Engine {
                 guard ContinuousClock.now < deadline else { throw Failure("\(n) received no snapshot within \(within)ms") }
                 try await Task.sleep(for: .milliseconds(5))
             }
-        case let .expectSnapshot(ref, what):
+        case let .expectSnapshot(ref, what, atMost):
             let n = try await resolve(ref)
             let lines = backend.events(n)
-            let installed = lines.contains { $0.contains(#""event":"snapshot-installed""#) }
+            let installed = lines.filter { $0.contains(#""event":"snapshot-installed""#) }.count
             let sent = lines.contains { $0.contains(#""event":"snapshot-sent""#) }
             switch what {
-            case .installed: guard installed else { throw Failure("\(n) installed no snapshot") }
+            case .installed:
+                guard installed > 0 else { throw Failure("\(n) installed no snapshot") }
+                if let atMost, installed > atMost { throw Failure("\(n) installed \(installed) snapshots, more than \(atMost)") }
             case .sent: guard sent else { throw Failure("\(n) sent no snapshot") }
-            case .none: guard !installed else { throw Failure("\(n) installed a snapshot") }
+            case .none: guard installed == 0 else { throw Failure("\(n) installed a snapshot") }
             }
-            return n
+            return what == .installed ? "\(n), \(installed) installed" : n
+        case let .load(clients, reads, keys):
+            guard load == nil else { throw Failure("a load is already running; 'load stop' first") }
+            load = LoadClients(
+                .init(clients: clients, readsPercent: reads, keys: keys, valueSize: valueSize, timeoutMs: defaultTimeoutMs, seed: rng.next()),
+                backend: backend, recorder: recorder)
+            return "\(clients) clients"
+        case .loadStop:
+            guard let l = load else { return "no load running" }
+            await stopLoad()
+            return "\(l.operations) operations"
         case .repeat:
             return ""  // run by `run(_:)`
         case .check:
@@ -343,16 +373,19 @@ public final class Engine {
 
     func nextWrite() -> (String, String) {
         writeSeq += 1
-        let key = "k\(writeSeq % 97)"
-        let stamp = "w\(writeSeq)-"
-        // Seeded letters, so that values compress about as text does and snapshots have
-        // a realistic size.
+        return ("k\(writeSeq % 97)", Self.value(stamp: "w\(writeSeq)-", size: valueSize, rng: &rng))
+    }
+
+    /// A value of `size` bytes that begins with `stamp` (which makes it unique in a run), then
+    /// seeded letters, so that values compress about as text does and snapshots have a
+    /// realistic size.
+    static func value(stamp: String, size: Int, rng: inout SeededRandom) -> String {
         var filler = ""
-        filler.reserveCapacity(max(0, valueSize - stamp.count))
-        for _ in 0..<max(0, valueSize - stamp.count) {
+        filler.reserveCapacity(max(0, size - stamp.count))
+        for _ in 0..<max(0, size - stamp.count) {
             filler.unicodeScalars.append(Unicode.Scalar(UInt8(ascii: "a") + UInt8(rng.next() % 26)))
         }
-        return (key, stamp + filler)
+        return stamp + filler
     }
 
     func invoke(key: String, value: String) {

@@ -24,11 +24,14 @@ public final class RunDirectoryRecorder: RunRecorder, Sendable {
         files.withLockedValue { try? $0.log.write(contentsOf: Data((line + "\n").utf8)) }
     }
 
-    /// One history line; `index` and `term` are written as numbers, `ts` is added.
+    /// One history line; `index` and `term` are written as numbers, `historyNull` as null,
+    /// `ts` is added.
     public func history(_ fields: [(String, String)]) {
         var parts: [String] = []
         for (k, v) in fields {
-            if (k == "index" || k == "term"), UInt64(v) != nil {
+            if v == historyNull {
+                parts.append(jsonString(k) + ":null")
+            } else if (k == "index" || k == "term"), UInt64(v) != nil {
                 parts.append(jsonString(k) + ":" + v)
             } else {
                 parts.append(jsonString(k) + ":" + jsonString(v))
@@ -46,6 +49,9 @@ public final class RunDirectoryRecorder: RunRecorder, Sendable {
         }
     }
 }
+
+/// A history field value written as JSON `null` (the value a get read of a key with none).
+public let historyNull = "\u{0}null"
 
 /// UTC, RFC 3339 with microseconds (as events.jsonl).
 public func timestamp(_ date: Date = Date()) -> String {

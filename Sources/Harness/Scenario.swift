@@ -72,7 +72,11 @@ public indirect enum Step: Sendable, Hashable {
     case awaitConverged(withinMs: Int)
     /// NODE is receiving a snapshot (its role is `snapshotting`): to cut a transfer midway.
     case awaitSnapshotting(NodeRef, withinMs: Int)
-    case expectSnapshot(NodeRef, SnapshotExpectation)
+    case expectSnapshot(NodeRef, SnapshotExpectation, atMost: Int? = nil)
+    /// C clients in the background that put and get (P% gets) on K keys through the leader,
+    /// until `load stop` or the end of the scenario.
+    case load(clients: Int, readsPercent: Int, keys: Int)
+    case loadStop
     case `repeat`(Int, [Located])
     case check
 
@@ -262,7 +266,14 @@ public struct ScenarioParser {
             let node = try nodeRef(&words)
             if let what = words.peek(), let e = Step.SnapshotExpectation(rawValue: what) {
                 _ = words.next()
-                step = .expectSnapshot(node, e)
+                // `installed-snapshot at most N`: a count bound on the installs (an extension).
+                var bound: Int?
+                if e == .installed, words.peek() == "at" {
+                    _ = words.next()
+                    try words.expect("most")
+                    bound = try words.expectCount()
+                }
+                step = .expectSnapshot(node, e, atMost: bound)
             } else if node == NodeRef(selector: .leader), words.peek() != nil {
                 step = .expectLeader(try nodeRef(&words))
             } else {
@@ -277,6 +288,31 @@ public struct ScenarioParser {
             step = .repeat(n, try parseBlock(inRepeat: true))
         case "check":
             step = .check
+        case "load":
+            if words.peek() == "stop" {
+                _ = words.next()
+                step = .loadStop
+            } else {
+                let clients = try words.expectCount()
+                try words.expect("clients")
+                var reads = 0
+                var keys = 16
+                while let w = words.next() {
+                    switch w {
+                    case "reads":
+                        let p = try words.expectWord("a percentage like 30%")
+                        guard p.hasSuffix("%"), let n = Int(p.dropLast()), (0...100).contains(n) else {
+                            throw error(line, "'\(p)' is not a whole percentage like 30%")
+                        }
+                        reads = n
+                    case "keys":
+                        keys = try words.expectCount()
+                    default:
+                        throw error(line, "unexpected '\(w)' in 'load'; expected 'reads P%' or 'keys K'")
+                    }
+                }
+                step = .load(clients: clients, readsPercent: reads, keys: keys)
+            }
         default:
             throw error(line, "unknown step '\(verb)'")
         }

@@ -171,4 +171,16 @@ struct ScenarioParserTests {
         #expect(error("cluster n1 n2\nexpect leader")?.message.contains("installed-snapshot, sent-snapshot or no-snapshot") == true)
         #expect(error("cluster n1 n2\nexpect n1 leader")?.message.contains("expected installed-snapshot") == true)
     }
+
+    @Test("load takes clients, a share of reads and a number of keys; load stop ends it; installed-snapshot takes a bound")
+    func loadAndBounds() throws {
+        let s = try parse("cluster n1 n2 n3\nload 4 clients\nload stop\nload 2 clients reads 30% keys 8\nexpect n1 installed-snapshot at most 2")
+        #expect(s.steps[1].step == .load(clients: 4, readsPercent: 0, keys: 16))
+        #expect(s.steps[2].step == .loadStop)
+        #expect(s.steps[3].step == .load(clients: 2, readsPercent: 30, keys: 8))
+        #expect(s.steps[4].step == .expectSnapshot(NodeRef(selector: .named("n1")), .installed, atMost: 2))
+        #expect(error("cluster n1\nload 2 clients reads 130%")?.message.contains("percentage") == true)
+        #expect(error("cluster n1\nload 2 clients writes")?.message.contains("unexpected 'writes'") == true)
+        #expect(error("cluster n1\nload clients")?.message.contains("not a positive whole number") == true)
+    }
 }

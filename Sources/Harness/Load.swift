@@ -1,0 +1,137 @@
+import Foundation
+import NIOConcurrencyHelpers
+import Raft
+
+/// The background clients of `load C clients [reads P%] [keys K]` (SPEC section 2): each
+/// puts and gets on `k0`...`k(K-1)` (keys of their own, `load-`), one operation at a time,
+/// through the leader it finds (following `leader` hints), and records every operation in
+/// history.jsonl: an invoke line, then ok, fail or unknown. Refusals (not proposed) are
+/// retried within the operation up to the timeout; after an unknown outcome the client goes
+/// on under a new client name, since its earlier operation may still take effect.
+///
+/// `pause` (for `await converged`) lets the operations in flight finish and starts none
+/// until `resume`; `stop` ends the clients and waits for their last answers.
+final class LoadClients: Sendable {
+    private struct Control {
+        var stopped = false
+        var paused = false
+        /// Operations in flight now, across the clients.
+        var inFlight = 0
+        var operations = 0
+    }
+
+    private let control = NIOLockedValueBox(Control())
+    private let tasks: NIOLockedValueBox<[Task<Void, Never>]> = NIOLockedValueBox([])
+
+    struct Settings: Sendable {
+        var clients: Int
+        var readsPercent: Int
+        var keys: Int
+        var valueSize: Int
+        var timeoutMs: Int
+        var seed: UInt64
+    }
+
+    init(_ settings: Settings, backend: any ClusterBackend, recorder: any RunRecorder & Sendable) {
+        var started: [Task<Void, Never>] = []
+        for i in 0..<settings.clients {
+            started.append(Task.detached { [self] in await self.client(i, settings, backend, recorder) })
+        }
+        tasks.withLockedValue { $0 = started }
+    }
+
+    var operations: Int { control.withLockedValue { $0.operations } }
+
+    func pause() async {
+        control.withLockedValue { $0.paused = true }
+        // The operations in flight end (each within the timeout).
+        while control.withLockedValue({ $0.inFlight > 0 && !$0.stopped }) { try? await Task.sleep(for: .milliseconds(10)) }
+    }
+
+    func resume() { control.withLockedValue { $0.paused = false } }
+
+    func stop() async {
+        control.withLockedValue { $0.stopped = true }
+        for t in tasks.withLockedValue({ $0 }) { await t.value }
+    }
+
+    private func client(_ i: Int, _ s: Settings, _ backend: any ClusterBackend, _ recorder: any RunRecorder & Sendable) async {
+        var rng = SeededRandom(seed: s.seed &+ UInt64(i) &* 0x9e37_79b9_7f4a_7c15)
+        var generation = 0
+        var seq = 0
+        var target: String?
+        while true {
+            let (stopped, paused) = control.withLockedValue { ($0.stopped, $0.paused) }
+            if stopped { return }
+            if paused {
+                try? await Task.sleep(for: .milliseconds(20))
+                continue
+            }
+            if target == nil { target = await Engine.currentLeader(backend, among: nil) }
+            guard target != nil else {
+                try? await Task.sleep(for: .milliseconds(50))
+                continue
+            }
+            let name = generation == 0 ? "load-\(i)" : "load-\(i).\(generation)"
+            let key = "load-k\(rng.next() % UInt64(max(1, s.keys)))"
+            let isGet = Int(rng.next() % 100) < s.readsPercent
+            seq += 1
+            let value = isGet ? "" : Engine.value(stamp: "l\(i)-\(seq)-", size: s.valueSize, rng: &rng)
+            control.withLockedValue {
+                $0.inFlight += 1
+                $0.operations += 1
+            }
+            let op = isGet ? "get" : "put"
+            var invoke: [(String, String)] = [("type", "invoke"), ("op", op), ("client", name), ("key", key)]
+            if !isGet { invoke.append(("value", value)) }
+            recorder.history(invoke)
+            let deadline = ContinuousClock.now + .milliseconds(s.timeoutMs)
+            var ended = false
+            while !ended {
+                guard let node = target, ContinuousClock.now < deadline else {
+                    // Out of time, or no leader found: never proposed by the last try.
+                    recorder.history([("type", "fail"), ("op", op), ("client", name), ("key", key)] + (isGet ? [] : [("value", value)]))
+                    break
+                }
+                let left = max(1, Int(ContinuousClock.now.duration(to: deadline).milliseconds))
+                let outcome: WriteOutcome
+                var read: String?
+                if isGet {
+                    do {
+                        let answer = try await backend.request(node, #"{"op":"get","key":"# + jsonString(key) + "}", timeoutMs: left)
+                        read = answer["value"] ?? historyNull
+                        outcome = .ok(index: UInt64(answer["index"] ?? "") ?? 0, term: 0)
+                    } catch {
+                        outcome = error.outcome
+                    }
+                } else {
+                    outcome = await backend.put(node, key: key, value: value, timeoutMs: left)
+                }
+                switch outcome {
+                case let .ok(index, term):
+                    if isGet {
+                        recorder.history([("type", "ok"), ("op", "get"), ("client", name), ("key", key), ("value", read ?? historyNull), ("index", "\(index)")])
+                    } else {
+                        recorder.history([("type", "ok"), ("op", "put"), ("client", name), ("key", key), ("value", value), ("index", "\(index)"), ("term", "\(term)")])
+                    }
+                    ended = true
+                case let .refused(_, leader):
+                    target = leader == node ? nil : leader
+                    if target == nil {
+                        try? await Task.sleep(for: .milliseconds(50))
+                        target = await Engine.currentLeader(backend, among: nil)
+                    }
+                case let .unknown(_, leader):
+                    recorder.history([("type", "unknown"), ("op", op), ("client", name), ("key", key)] + (isGet ? [] : [("value", value)]))
+                    generation += 1
+                    target = leader == node ? nil : leader
+                    ended = true
+                case .failed:
+                    recorder.history([("type", "fail"), ("op", op), ("client", name), ("key", key)] + (isGet ? [] : [("value", value)]))
+                    ended = true
+                }
+            }
+            control.withLockedValue { $0.inFlight -= 1 }
+        }
+    }
+}
