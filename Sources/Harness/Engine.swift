@@ -180,6 +180,9 @@ public final class Engine {
             return n
         case let .wipe(ref):
             let n = try await resolve(ref)
+            // A node just removed exits by itself (SPEC 2, remove): give it the time to.
+            let deadline = ContinuousClock.now + .milliseconds(defaultTimeoutMs)
+            while backend.running.contains(n) && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(50)) }
             guard !backend.running.contains(n) else { throw Failure("\(n) is running; stop or kill it first") }
             try await backend.wipe(n)
             return n

@@ -273,8 +273,9 @@ struct Checker {
         for n in nodes {
             var reported: (LogIndex, Int) = (0, 0)
             var covered: LogIndex = 0
-            for (k, e) in n.events.enumerated() {
-                if k == n.incarnationStart && k > 0 {
+            for e in n.events {
+                if e.isStartOfWipedData {
+                    // Every wipe starts afresh, not only the last (n.incarnationStart).
                     reported = (0, 0)
                     covered = 0
                 }

@@ -69,6 +69,9 @@ struct NodeEvent {
     var lastIndex: LogIndex?
     var commitIndex: LogIndex?
     var snapshotIndex: LogIndex?
+
+    /// A `start` with empty data: the node's first, or its first after a wipe.
+    var isStartOfWipedData: Bool { event == "start" && lastIndex == 0 && commitIndex == 0 && snapshotIndex == 0 }
 }
 
 /// What a node's data dir holds.
@@ -365,9 +368,7 @@ struct RunFiles {
             return nil
         }
         // A start with empty data after earlier events: the data was wiped.
-        for (k, e) in node.events.enumerated() where k > 0 && e.event == "start" {
-            if e.lastIndex == 0 && e.commitIndex == 0 && e.snapshotIndex == 0 { node.incarnationStart = k }
-        }
+        for (k, e) in node.events.enumerated() where k > 0 && e.isStartOfWipedData { node.incarnationStart = k }
     }
 
     // MARK: history.jsonl and harness.log

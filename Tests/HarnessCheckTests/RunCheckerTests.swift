@@ -78,6 +78,25 @@ import Testing
         #expect(r.evidence.count == 2, "\(r.evidence)")
     }
 
+    @Test func everyWipeStartsTheReportedCommitIndexAfresh() throws {
+        let dir = makeTempDir("wipes")
+        defer { remove(dir) }
+        try RunFixture.installAfterCompaction.write(to: dir + "/run")
+        // n3 (which reported commit 10) is wiped twice: in its second life it installs the
+        // snapshot at 8, then it is wiped again. No life installs below its own commit index.
+        let ev = dir + "/run/nodes/n3/events.jsonl"
+        func line(_ event: String, _ fields: String) -> String {
+            #"{"ts":"2025-01-01T00:00:09.000000Z","node":"n3","term":2,"event":"\#(event)"\#(fields)}"# + "\n"
+        }
+        let zero = #","lastIndex":0,"commitIndex":0,"snapshotIndex":0"#
+        let extra = line("stop", #","reason":"removed""#) + line("start", zero)
+            + line("snapshot-installed", #","from":"n2","index":8,"snapshotTerm":2,"bytes":0,"ms":1"#) + line("compact", #","through":8"#)
+            + line("stop", #","reason":"removed""#) + line("start", zero)
+        try Data((String(decoding: bytes(ev), as: UTF8.self) + extra).utf8).write(to: URL(fileURLWithPath: ev))
+        let r = result(RunChecker.check(runDirectory: dir + "/run"), "committed-entries")
+        #expect(r.passed, "\(r.evidence)")
+    }
+
     @Test func aCompactionNoSnapshotCoversIsRejected() throws {
         let dir = makeTempDir("uncovered")
         defer { remove(dir) }
