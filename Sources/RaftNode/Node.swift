@@ -197,6 +197,8 @@ final class NodeLoop {
     var droppedReported: [NodeID: Int] = [:]
     /// Peers a leader has said in node.log it has not heard from (until heard again).
     var silentPeers: Set<NodeID> = []
+    /// This process started on existing data (a log or a snapshot past the bootstrap one).
+    var restartedOnData = false
 
     init(options: NodeOptions, mailbox: Mailbox, transport: PeerTransport, known: NIOLockedValueBox<Set<NodeID>?>) throws {
         self.options = options
@@ -217,6 +219,8 @@ final class NodeLoop {
             store = try Self.restore(storage.snapshots.reader(for: snap))
         }
         core = RaftCore(id: options.name, settings: options.settings, seed: UInt64(truncatingIfNeeded: DispatchTime.now().uptimeNanoseconds), state: state)
+        restartedOnData = state.log.lastIndex > 0 || (state.snapshot?.index ?? 0) > 0
+        if let fault = FaultSwitch.active { nodeLog.write("planted fault \(fault.rawValue) is on (a -DRAFT_FAULTS build, RAFT_FAULT set)") }
         events.write("start", term: core.term, [
             ("lastIndex", .int(Int64(core.log.lastIndex))), ("commitIndex", .int(Int64(core.commitIndex))),
             ("snapshotIndex", .int(Int64(core.snapshot?.index ?? 0))),
@@ -272,6 +276,7 @@ final class NodeLoop {
         switch input {
         case let .message(m):
             if m.from == core.leader { lastFromLeader = .now() }
+            if restartedOnData, FaultSwitch.isOn(.ignoreSnapshotAfterRestart), case .snapshotRequest = m.body { return }
             core.step(m)
         case let .client(request):
             handleClient(request)

@@ -256,6 +256,14 @@ final class OutboundPeer: Sendable {
 
     fileprivate func closed(_ channel: any Channel) {
         guard case let .connected(current, since) = loop.value.connection, current === channel else { return }
+        if FaultSwitch.isOn(.stuckPeerConnection) {
+            // The planted fault: never dial this peer again; what is sent to it is dropped.
+            loop.value.closed = true
+            loop.value.connection = .idle
+            queue.withLockedValue { $0.closed = true }
+            dropQueued()
+            return
+        }
         // A connection that lived long was healthy: the next dial waits the least. One closed
         // at once (refused by the peer, say) backs off further, so a refusal is not hammered.
         let healthy = NIODeadline.now() - since >= Self.healthyConnection
