@@ -126,6 +126,25 @@ public struct SnapshotRecoveryResponse: Sendable, Hashable {
     }
 }
 
+extension Message.Body {
+    /// The message's kind, as the Raft paper and goraft name it.
+    public var kindName: String {
+        switch self {
+        case .appendEntries: "AppendEntries"
+        case .appendEntriesResponse: "AppendEntriesResponse"
+        case .heartbeat: "Heartbeat"
+        case .heartbeatResponse: "HeartbeatResponse"
+        case let .requestVote(v): v.preVote ? "PreVote" : "RequestVote"
+        case let .requestVoteResponse(_, p): p ? "PreVoteResponse" : "RequestVoteResponse"
+        case .snapshotRequest: "SnapshotRequest"
+        case .snapshotResponse: "SnapshotResponse"
+        case .snapshotRecoveryRequest: "SnapshotRecoveryRequest"
+        case .snapshotRecoveryResponse: "SnapshotRecoveryResponse"
+        case .removed: "Removed"
+        }
+    }
+}
+
 extension Message.Body: CustomStringConvertible {
     public var description: String {
         switch self {

@@ -199,6 +199,9 @@ final class NodeLoop {
     var silentPeers: Set<NodeID> = []
     /// This process started on existing data (a log or a snapshot past the bootstrap one).
     var restartedOnData = false
+    let startedAt = DispatchTime.now()
+    /// When the first entries (or snapshot offer or chunk) from a leader arrived.
+    var firstEntriesAt: DispatchTime?
 
     init(options: NodeOptions, mailbox: Mailbox, transport: PeerTransport, known: NIOLockedValueBox<Set<NodeID>?>) throws {
         self.options = options
@@ -276,6 +279,14 @@ final class NodeLoop {
         switch input {
         case let .message(m):
             if m.from == core.leader { lastFromLeader = .now() }
+            if firstEntriesAt == nil {
+                switch m.body {
+                case .appendEntries, .snapshotRequest, .snapshotRecoveryRequest:
+                    firstEntriesAt = .now()
+                    nodeLog.write("first \(m.body.kindName) from \(m.from) \(Self.ms(since: startedAt)) ms after the start")
+                default: break
+                }
+            }
             if restartedOnData, FaultSwitch.isOn(.ignoreSnapshotAfterRestart), case .snapshotRequest = m.body { return }
             core.step(m)
         case let .client(request):

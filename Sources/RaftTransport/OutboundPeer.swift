@@ -120,6 +120,16 @@ final class OutboundPeer: Sendable {
         }
     }
 
+    /// Dials now if there is no connection yet, with nothing to send: a member that starts
+    /// says hello to each peer at once, so that a leader whose dials to it failed while it
+    /// was down (and now waits out a backoff) redials it at once (`peerIsUp`).
+    func dialNow() {
+        eventLoop.execute {
+            guard !self.loop.value.closed, case .idle = self.loop.value.connection else { return }
+            self.connect()
+        }
+    }
+
     /// The peer dialled this member (its hello was accepted): it runs, so a dial that waits
     /// out a backoff is made at the next message instead.
     func peerIsUp() {

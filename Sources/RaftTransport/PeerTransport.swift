@@ -264,22 +264,27 @@ public final class PeerTransport: Sendable {
             }
         }
         let hello = { (id: NodeID) in Hello(clusterID: self.clusterID, sender: self.name, receiver: id) }
-        let retired = state.withLockedValue { s -> [OutboundPeer] in
-            if case .stopped = s.phase { return [] }
+        let (retired, added) = state.withLockedValue { s -> ([OutboundPeer], [OutboundPeer]) in
+            if case .stopped = s.phase { return ([], []) }
             var retired: [OutboundPeer] = []
+            var added: [OutboundPeer] = []
             for (id, peer) in s.peers where parsed[id] != peer.address {
                 retired.append(peer)
                 s.peers[id] = nil
             }
-            for (id, address) in parsed where s.peers[id] == nil {
-                s.peers[id] = OutboundPeer(
+            for (id, address) in parsed.sorted(by: { $0.key < $1.key }) where s.peers[id] == nil {
+                let peer = OutboundPeer(
                     id: id, address: address, hello: hello(id), eventLoop: group.next(), maxQueuedBytes: maxQueuedBytes,
                     maximumBackoff: maximumBackoff)
+                s.peers[id] = peer
+                added.append(peer)
                 s.reportedUnreachable.remove(id)
             }
-            return retired
+            return (retired, added)
         }
         for peer in retired { _ = peer.close() }
+        // Hello to each new peer now: one that was dialling this member in vain redials it.
+        for peer in added { peer.dialNow() }
     }
 
     /// Queues `message` for `message.to` and returns at once. The message is dropped when

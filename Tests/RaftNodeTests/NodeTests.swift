@@ -409,6 +409,61 @@ struct RaftNodeProcessTests {
         }
     }
 
+    /// When the restarted `node` first got entries, a snapshot offer or a chunk from a leader:
+    /// milliseconds after its start, from the line its node.log writes then.
+    static func firstEntriesMs(_ node: NodeProcess, after starts: Int) -> Int? {
+        let text = (try? String(contentsOfFile: node.dataDir + "/node.log", encoding: .utf8)) ?? ""
+        let lines = text.split(separator: "\n").filter { $0.contains(" ms after the start") && $0.contains(" first ") }
+        guard lines.count >= starts, let words = lines[starts - 1].split(separator: " ").dropLast(4).last else { return nil }
+        return Int(words)
+    }
+
+    @Test("a member restarted while entries, then a snapshot, were in flight to it hears from the leader within 3 election timeouts; the leader's status shows each peer")
+    func restartedMemberHearsFromTheLeaderAtOnce() throws {
+        // Election timeout 150 ms (the default), a snapshot every 40 entries, 1 KiB chunks.
+        let cluster = try NodeCluster(Self.three, settings: [
+            "--election-timeout", "150ms", "--snapshot-threshold", "40", "--snapshot-trailing", "5", "--snapshot-chunk", "1KiB",
+        ])
+        defer { cluster.shutdown() }
+        try cluster.startAll()
+        let leader = try cluster.waitForLeader()
+        let f = Self.three.first { $0 != leader }!
+        let node = cluster[f]
+        // Entries in flight: writes pipelined on one connection while the follower is killed.
+        let client = try NodeClient(path: cluster[leader].clientSocket, timeout: 30)
+        for i in 0..<60 { _ = try client.send("put", ["key": "a\(i % 7)", "value": String(repeating: "x", count: 2000) + "\(i)"]) }
+        node.kill()
+        for _ in 0..<60 { _ = try client.readAnswer() }
+        try node.start()
+        try waitUntil("\(f) logs its first entries") { Self.firstEntriesMs(node, after: 2) != nil }
+        let first = try #require(Self.firstEntriesMs(node, after: 2))
+        #expect(first <= 450, "\(f) first heard entries \(first) ms after its start\n\(cluster.dump())")
+
+        // A snapshot in flight: the follower is far behind, killed while it receives one.
+        node.kill()
+        for i in 0..<120 { try cluster.put("b\(i % 9)", String(repeating: "y", count: 2000) + "\(i)") }
+        try node.start()
+        try waitUntil("\(f) receives a snapshot", poll: 0.005) { node.status()?.string("role") == "snapshotting" }
+        node.kill()
+        try node.start()
+        try waitUntil("\(f) logs its first entries") { Self.firstEntriesMs(node, after: 4) != nil }
+        let again = try #require(Self.firstEntriesMs(node, after: 4))
+        #expect(again <= 450, "\(f) first heard from the leader \(again) ms after its start\n\(cluster.dump())")
+        let index = try cluster.put("after", "restart")
+        try cluster.waitConverged(Self.three, atLeast: index)
+
+        // The leader's view of each peer (SPEC section 5).
+        let now = try cluster.waitForLeader()
+        let status = try #require(cluster[now].status())
+        let peers = try #require(status.fields["peers"] as? [String: Any], "\(status)")
+        #expect(Set(peers.keys) == Set(Self.three.filter { $0 != now }))
+        for (name, view) in peers {
+            let v = try #require(view as? [String: Any])
+            #expect(["probe", "replicate", "snapshot"].contains(v["state"] as? String ?? ""), "\(name): \(v)")
+            #expect((v["match"] as? NSNumber)?.intValue ?? -1 >= 0 && (v["next"] as? NSNumber) != nil && (v["lastHeardMs"] as? NSNumber) != nil, "\(name): \(v)")
+        }
+    }
+
     @Test("a leader cut off from its followers answers its pending writes leadership-lost as it steps down, not at their deadline")
     func deposedLeaderAnswersAtOnce() throws {
         let cluster = try NodeCluster(Self.three, settings: ["--election-timeout", "300ms", "--heartbeat", "50ms", "--request-timeout", "20s"])
