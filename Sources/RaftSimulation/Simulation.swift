@@ -75,6 +75,8 @@ public final class Simulation {
         case probeConvergence
         /// Under steady writes after the faults: which members replicate now.
         case sampleReplication
+        /// When the faults end: one follower stays down for a while under the steady writes.
+        case laggard
         case membership
     }
 
@@ -193,7 +195,9 @@ public final class Simulation {
                 node.disk.storeSnapshot(meta, r.bytes)
                 node.state = state
                 result.snapshotsInstalled += 1
-                if !faultsOn && clientOn {
+                // The leader's catch-up retention is what prevents a chase; a schedule that
+                // keeps almost nothing beyond the trailing entries may chase, by design.
+                if !faultsOn && clientOn && options.settings.maxRetainedBytes >= Settings().maxRetainedBytes {
                     let n = (installsSinceReplicating[id] ?? 0) + 1
                     installsSinceReplicating[id] = n
                     if n >= 3 {
@@ -237,6 +241,21 @@ public final class Simulation {
             // so that every member can reach the same applied index.
             queue.push(.endClient, at: now + options.loadWindow)
             queue.push(.sampleReplication, at: now + 100)
+            if options.laggardDowntime != nil { queue.push(.laggard, at: now + 100) }
+        case .laggard:
+            // A laggard under the steady writes: once there is a leader, a follower down long
+            // enough that the leader compacts past it, so that it comes back to a snapshot
+            // while writes go on.
+            guard clientOn, let lag = options.laggardDowntime else { return }
+            guard let leaderID = currentLeader else {
+                queue.push(.laggard, at: now + 100)
+                return
+            }
+            let followers = runningIDs.filter { $0 != leaderID && nodes[leaderID]!.core!.progress[$0] != nil }
+            if let follower = followers.randomElement(using: &rng) {
+                crash(follower)
+                queue.push(.restart(follower), at: now + Int.random(in: lag, using: &rng))
+            }
         case .sampleReplication:
             guard clientOn else { return }
             if let leaderID = currentLeader, let leader = nodes[leaderID]!.core {

@@ -32,6 +32,9 @@ public struct SimulationOptions: Sendable, Hashable {
     public var newLeaderCrashRate: Double = 0
     /// How long a crashed node stays down.
     public var downtime: ClosedRange<Int> = 20...2000
+    /// When the faults end, a follower stays down this long under the steady writes, so
+    /// that it comes back to a snapshot (nil: none).
+    public var laggardDowntime: ClosedRange<Int>? = nil
     /// How long a follower takes to install a snapshot it received (check it, make it
     /// durable, restore the state): seconds for a large state on a real node.
     public var installTime: ClosedRange<Int> = 0...30
@@ -41,7 +44,7 @@ public struct SimulationOptions: Sendable, Hashable {
     /// Simulated milliseconds of steady writes after the faults end, in which no member may
     /// chase snapshots (install one after another, never replicating between them): long
     /// enough for a restarted member to be sent a snapshot and install it twice over.
-    public var loadWindow: Int { max(settleDuration / 2, 2 * installTime.upperBound + 1_000) }
+    public var loadWindow: Int { max(settleDuration / 2, 2 * installTime.upperBound + 1_000) + (laggardDowntime?.upperBound ?? 0) }
 
     public init() {}
 
@@ -80,6 +83,12 @@ public struct SimulationOptions: Sendable, Hashable {
         // third write values large enough that a snapshot is many chunks.
         if rng.chance(0.33) { o.installTime = 200...Int.random(in: 800...2_500, using: &rng) }
         if rng.chance(0.33) { o.valueBytes = Int.random(in: 40...400, using: &rng) }
+        // A third of the schedules keep little beyond the trailing entries for a follower
+        // that is catching up, so that lagging members need snapshots (a leader keeps 64 MiB
+        // by default, more than any schedule writes). They may chase snapshots under steady
+        // writes (the retention is what prevents that), so the chase check skips them.
+        if rng.chance(0.33) { o.settings.maxRetainedBytes = Int.random(in: 0...4_096, using: &rng) }
+        if rng.chance(0.7) { o.laggardDowntime = 600...1_500 }
         if o.settings.maxEntriesPerRequest * o.settings.maxInflight < 6 {
             // A trickle of a pipeline: keep the load below what it can carry, or the backlog
             // never drains and the schedule tells nothing about Raft.

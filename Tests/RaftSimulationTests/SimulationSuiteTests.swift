@@ -63,7 +63,8 @@ struct SimulationSuiteTests {
         #expect(failed.isEmpty)
         // Each schedule is long enough to exercise what it is for.
         let n = Double(max(1, results.count))
-        // (Seeds 1...1000 average about 10 elections, 8 installs, 9 configuration changes.)
+        // (Seeds 1...1000 average about 10 elections, 5 installs, 9 configuration changes; 878 of
+        // them have at least 2, 1 and 2.)
         #expect(Double(total.elections) / n >= 5, "elections per schedule")
         #expect(Double(total.installed) / n >= 4, "snapshot installs per schedule")
         #expect(Double(total.configs) / n >= 5, "configuration changes per schedule")
