@@ -3,7 +3,15 @@ SWIFT ?= swift
 SEEDS ?= 10000
 SOAK_FROM ?= 1
 
-.PHONY: build test test-cluster bench soak fixtures clean
+.PHONY: build test test-cluster explore explore-proof bench soak fixtures clean
+
+# harness explore: how long `make explore` generates scenarios; how many scenarios the fixed
+# slice of `make test-cluster` runs (about 10 s each on a 2-core box); the time each fault
+# of `make explore-proof` has to be found.
+EXPLORE_FOR ?= 15m
+EXPLORE_SLICE ?= 12
+FAULT_BUDGET ?= 20m
+FAULTS ?= stuck-peer-connection ignore-snapshot-after-restart
 
 build:
 	$(SWIFT) build
@@ -13,10 +21,44 @@ test:
 	RAFT_OPTIMIZE_SIMULATION=1 $(SWIFT) build --build-tests
 	RAFT_OPTIMIZE_SIMULATION=1 $(SWIFT) test
 
-# Every harness/scenarios/*.scenario against real node processes.
+# Every harness/scenarios/*.scenario against real node processes, then those found by
+# explore (harness/scenarios/found/, when it has any), then a fixed slice of explore (seed 1;
+# failures not shrunk here: make explore, or replay the scenario file of the run).
 test-cluster: build
-	@if [ -x .build/debug/harness ]; then .build/debug/harness run harness/scenarios/*.scenario; \
-	else echo "test-cluster: the harness (issue 5) is not built yet; nothing to run" >&2; exit 1; fi
+	@if [ ! -x .build/debug/harness ]; then echo "test-cluster: the harness (issue 5) is not built yet; nothing to run" >&2; exit 1; fi; \
+	status=0; \
+	.build/debug/harness run harness/scenarios/*.scenario || status=1; \
+	if ls harness/scenarios/found/*.scenario >/dev/null 2>&1; then .build/debug/harness run harness/scenarios/found/*.scenario || status=1; fi; \
+	.build/debug/harness explore --seed 1 --count $(EXPLORE_SLICE) --shrink-budget 0 || status=1; \
+	exit $$status
+
+# Random scenarios against the debug build for EXPLORE_FOR (a random seed; failures shrunk
+# to minimal.scenario in their run directories under runs/explore/).
+explore: build
+	.build/debug/harness explore --for $(EXPLORE_FOR) --runs runs/explore
+
+# Proof that explore bites (outside CI): raft-node built with its fault switches, then for
+# each fault explore until the first failure, shrunk; each must be found and its
+# minimal.scenario must have at most 12 steps before its liveness phase.
+explore-proof: build
+	$(SWIFT) build --scratch-path .build-faults -Xswiftc -DRAFT_FAULTS --product raft-node
+	@status=0; \
+	for fault in $(FAULTS); do \
+	  dir=.build-faults/proof/$$fault; rm -rf $$dir; mkdir -p $$dir; \
+	  RAFT_FAULT=$$fault .build/debug/harness explore --raft-node .build-faults/debug/raft-node --seed 1 \
+	    --for $(FAULT_BUDGET) --stop-after-failures 1 --runs $$dir > $$dir/explore.log 2>&1; \
+	  minimal=$$(ls $$dir/*/minimal.scenario 2>/dev/null | head -n 1); \
+	  if [ -z "$$minimal" ]; then \
+	    echo "explore-proof: $$fault: NOT FOUND within $(FAULT_BUDGET) (see $$dir/explore.log)"; status=1; continue; \
+	  fi; \
+	  steps=$$(awk '/^# liveness$$/ { exit } !/^[[:space:]]*(#|$$)/ { n++ } END { print n + 0 }' $$minimal); \
+	  if [ $$steps -le 12 ]; then \
+	    echo "explore-proof: $$fault: found, shrunk to $$steps steps before the liveness phase: $$minimal"; \
+	  else \
+	    echo "explore-proof: $$fault: found, but its minimal scenario has $$steps steps before the liveness phase (more than 12): $$minimal"; status=1; \
+	  fi; \
+	done; \
+	exit $$status
 
 # Seeded simulation schedules beyond the test suite: make soak SEEDS=100000 SOAK_FROM=5000
 soak:

@@ -15,8 +15,8 @@ import HarnessCheck
 struct HarnessCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "harness",
-        abstract: "Runs Raft scenarios against real raft-node processes and checks the runs.",
-        subcommands: [Run.self, Check.self, Inspect.self])
+        abstract: "Runs Raft scenarios against real raft-node processes, explores random ones, and checks the runs.",
+        subcommands: [Run.self, Explore.self, Check.self, Inspect.self])
 
     /// Bad input answers one line on stderr and exit 2, never usage pages.
     static func main() async { await mainWithOneLineErrors(name: "harness") }
@@ -70,61 +70,16 @@ struct Run: AsyncParsableCommand {
         Interruption.install()
         print("harness: \(scenarios.count) scenario(s), seed \(seed), runs in \(runs)/")
         var rows: [(String, Bool, Int, Int, Int, String)] = []
+        let runner = ScenarioRunner(
+            nodeBinary: raftNode, checker: { Checking.results($0) }, output: { print($0) }, onRun: { Interruption.current($0) })
         for scenario in scenarios {
             let dir = runs + "/" + scenario.name + "-\(seed)"
-            let report = await runOne(scenario, seed: seed, directory: dir)
+            let report = await runner.run(scenario, seed: seed, directory: dir).report
             let counts = runCounts(dir)
             rows.append((scenario.name, report.passed, report.ms, counts.snapshotsInstalled, counts.elections, dir))
         }
         printSummary(rows, seed: seed)
         if rows.contains(where: { !$0.1 }) { throw ExitCode(1) }
-    }
-
-    func runOne(_ scenario: Scenario, seed: UInt64, directory: String) async -> RunReport {
-        let started = ContinuousClock.now
-        func elapsed() -> Int { started.duration(to: .now).ms }
-        print("=== \(scenario.name) (\(scenario.file)), seed \(seed) -> \(directory)")
-        try? FileManager.default.removeItem(atPath: directory)
-        let recorder: RunDirectoryRecorder
-        let backend: ProcessBackend
-        do {
-            recorder = try RunDirectoryRecorder(directory: directory)
-            backend = try ProcessBackend(runDirectory: directory, nodeBinary: raftNode, seed: seed)
-        } catch {
-            print("    could not start: \(error)")
-            let report = RunReport(
-                scenario: scenario.name, seed: seed, checks: [.init(name: "steps", passed: false, evidence: ["\(error)"])], ms: elapsed())
-            try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-            try? report.write(to: directory)
-            return report
-        }
-        Interruption.current(.init(directory: directory, scenario: scenario.name, seed: seed, started: started))
-        recorder.log("scenario \(scenario.name) file \(scenario.file) seed \(seed) raft-node \(backend.nodeBinary) sockets \(backend.socketDirectory)")
-        let engine = Engine(backend: backend, recorder: recorder, seed: seed)
-        engine.progress = { print("  " + $0) }
-        engine.check = { Checking.problems(directory) }
-        let failure = await engine.run(scenario)
-        await backend.shutdown()
-        var checks = [
-            RunReport.Check(
-                name: "steps", passed: failure == nil, evidence: failure.map { ["\(scenario.file):\($0)"] } ?? [])
-        ]
-        checks += Checking.results(directory)
-        let report = RunReport(scenario: scenario.name, seed: seed, checks: checks, ms: elapsed())
-        for c in checks where !c.passed {
-            print("  check \(c.name) FAILED")
-            for e in c.evidence { print("    \(e)") }
-        }
-        recorder.log("verdict \(report.passed ? "pass" : "fail") in \(report.ms)ms")
-        recorder.close()
-        do {
-            try report.write(to: directory)
-        } catch {
-            print("  cannot write \(directory)/report.json: \(error)")
-        }
-        Interruption.current(nil)
-        print("=== \(scenario.name): \(report.passed ? "pass" : "FAIL") in \(String(format: "%.1f", Double(report.ms) / 1000))s")
-        return report
     }
 
     func printSummary(_ rows: [(String, Bool, Int, Int, Int, String)], seed: UInt64) {
@@ -140,6 +95,91 @@ struct Run: AsyncParsableCommand {
         }
         let failed = rows.filter { !$0.1 }.count
         print("\(rows.count - failed) passed, \(failed) failed (seed \(seed); replay with --seed \(seed))")
+    }
+}
+
+// MARK: explore
+
+struct Explore: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Generates random scenarios, runs and checks each against real processes, and shrinks failures to minimal.scenario.",
+        discussion: """
+            Scenario i of seed S is the same file in any process: RUNS/explore-S-i-<run seed>/explore-S-i.scenario \
+            (replay it with harness run FILE --seed <run seed>). Each ends with a liveness phase (marked '# liveness'): \
+            heal, resume, start, a leader, writes, await converged; the checker runs after it. A failure is shrunk \
+            to minimal.scenario in its run directory (tries under its shrink/). Prints a line a scenario and a summary \
+            with failures by check and the coverage of target states. Exit 0 when every scenario passed, 1 otherwise.
+            """)
+
+    @Option(help: "Seed of the generated scenarios and of their runs; random by default.")
+    var seed: UInt64?
+
+    @Option(help: "Scenarios to run (default 10 when --for is not given).")
+    var count: Int?
+
+    @Option(name: .customLong("for"), help: "Run new scenarios until this much time has passed (e.g. 15m, 1h).")
+    var duration: String?
+
+    @Option(help: "Directory for the run directories.")
+    var runs = "runs"
+
+    @Option(name: .customLong("raft-node"), help: "The raft-node binary (default: beside harness).")
+    var raftNode: String?
+
+    @Option(name: .customLong("shrink-budget"), help: "Time to shrink each failure (0: do not shrink).")
+    var shrinkBudget = "20m"
+
+    @Option(name: .customLong("shrink-tries"), help: "Runs of a variant before it counts as passing (it fails on the first failing run).")
+    var shrinkTries = 3
+
+    @Option(name: .customLong("stop-after-failures"), help: "Stop after this many failures (each shrunk first).")
+    var stopAfterFailures: Int?
+
+    @Flag(name: .customLong("keep-passing"), help: "Keep the nodes' data dirs of passing runs (removed by default; the rest of the run directory stays).")
+    var keepPassing = false
+
+    @Flag(help: "Print every step, as harness run does.")
+    var verbose = false
+
+    @Flag(name: .customLong("dry-run"), help: "Print the generated scenarios; run nothing.")
+    var dryRun = false
+
+    func validate() throws {
+        if count != nil && duration != nil { throw ValidationError("give --count or --for, not both") }
+        if let count, count < 1 { throw ValidationError("--count must be at least 1") }
+        if let duration, parseDurationMs(duration) == nil { throw ValidationError("--for '\(duration)' is not a duration like 90s, 15m or 1h") }
+        if parseDurationMs(shrinkBudget) == nil { throw ValidationError("--shrink-budget '\(shrinkBudget)' is not a duration like 20m") }
+        if shrinkTries < 1 { throw ValidationError("--shrink-tries must be at least 1") }
+        if let stopAfterFailures, stopAfterFailures < 1 { throw ValidationError("--stop-after-failures must be at least 1") }
+    }
+
+    func run() async throws {
+        if let raftNode, !FileManager.default.isExecutableFile(atPath: raftNode) { throw fail("--raft-node \(raftNode) is not an executable file") }
+        guard raftNode != nil || ProcessBackend.locateNodeBinary() != nil else {
+            throw fail("cannot find raft-node beside the harness; build it (swift build) or pass --raft-node PATH")
+        }
+        let options = ExploreOptions(
+            seed: seed ?? UInt64.random(in: 1...999_999), count: count, forMs: duration.flatMap(parseDurationMs), runs: runs,
+            shrinkBudgetMs: parseDurationMs(shrinkBudget) ?? 0, shrinkTries: shrinkTries, stopAfterFailures: stopAfterFailures,
+            keepPassing: keepPassing, verbose: verbose)
+        // Flushed a line at a time, so that a pipe (make explore | tee) shows each scenario.
+        let printLine: @Sendable (String) -> Void = { line in
+            print(line)
+            fflush(nil)
+        }
+        if dryRun {
+            var o = options
+            o.dryRun = true
+            let runner = ScenarioRunner(nodeBinary: raftNode, checker: { _ in [] }, output: nil)
+            _ = await ExploreRunner(options: o, runner: runner, say: printLine).run()
+            return
+        }
+        Interruption.install()
+        let output = verbose ? printLine : nil
+        let runner = ScenarioRunner(
+            nodeBinary: raftNode, checker: { Checking.results($0) }, output: output, onRun: { Interruption.current($0) })
+        let summary = await ExploreRunner(options: options, runner: runner, say: printLine).run()
+        if !summary.failures.isEmpty { throw ExitCode(1) }
     }
 }
 
@@ -192,10 +232,6 @@ enum Checking {
             RunReport.Check(name: $0.name, passed: $0.passed, evidence: $0.evidence, notes: $0.notes)
         }
     }
-
-    static func problems(_ directory: String) -> [String] {
-        results(directory).filter { !$0.passed }.flatMap { c in c.evidence.map { "\(c.name): \($0)" } }
-    }
 }
 
 // MARK: SIGINT and SIGTERM
@@ -203,12 +239,7 @@ enum Checking {
 /// On SIGINT or SIGTERM: every child killed, the current run's report written (failed,
 /// interrupted), exit non-zero.
 enum Interruption {
-    struct Current: Sendable {
-        var directory: String
-        var scenario: String
-        var seed: UInt64
-        var started: ContinuousClock.Instant
-    }
+    typealias Current = RunInProgress
 
     private final class Box: @unchecked Sendable {
         let lock = NSLock()

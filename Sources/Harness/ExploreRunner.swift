@@ -1,0 +1,238 @@
+import Foundation
+
+// `harness explore`, part 5 of 5: the loop. Scenario i of seed S is generated, written into
+// its run directory as `<name>.scenario`, run and checked; its coverage is read from the
+// run's files; a failure is shrunk to `minimal.scenario` beside it. One line a scenario, a
+// summary at the end.
+
+public struct ExploreOptions: Sendable {
+    public var seed: UInt64
+    /// Scenarios to run; nil with `forMs` (or neither: 10).
+    public var count: Int?
+    /// No new scenario starts after this long.
+    public var forMs: Int?
+    public var runs: String
+    public var shrinkBudgetMs: Int
+    public var shrinkTries: Int
+    /// Stop after this many failures (each shrunk first).
+    public var stopAfterFailures: Int?
+    /// Keep the nodes' data of passing runs (by default only their .scenario, harness.log,
+    /// history.jsonl and report.json stay).
+    public var keepPassing: Bool
+    /// A line per step, as `harness run` prints.
+    public var verbose: Bool
+    /// Print the scenarios, run nothing.
+    public var dryRun = false
+
+    public init(
+        seed: UInt64, count: Int?, forMs: Int?, runs: String, shrinkBudgetMs: Int, shrinkTries: Int, stopAfterFailures: Int?,
+        keepPassing: Bool, verbose: Bool
+    ) {
+        self.seed = seed
+        self.count = count
+        self.forMs = forMs
+        self.runs = runs
+        self.shrinkBudgetMs = shrinkBudgetMs
+        self.shrinkTries = shrinkTries
+        self.stopAfterFailures = stopAfterFailures
+        self.keepPassing = keepPassing
+        self.verbose = verbose
+    }
+}
+
+/// What an exploration found.
+public struct ExploreSummary: Sendable {
+    public struct Failure: Sendable {
+        public var scenario: String
+        public var kind: String
+        public var directory: String
+        public var minimal: String?
+        public var minimalSteps: Int?
+    }
+
+    public var scenarios = 0
+    public var failures: [Failure] = []
+    public var coverage: [ExploreTarget: Int] = [:]
+    public var runMs = 0
+    public var shrinkMs = 0
+    public var totalMs = 0
+}
+
+public struct ExploreRunner: Sendable {
+    public var options: ExploreOptions
+    public var runner: ScenarioRunner
+    public var say: @Sendable (String) -> Void
+
+    public init(options: ExploreOptions, runner: ScenarioRunner, say: @escaping @Sendable (String) -> Void) {
+        self.options = options
+        self.runner = runner
+        self.say = say
+    }
+
+    static func seconds(_ ms: Int) -> String { String(format: "%.1fs", Double(ms) / 1000) }
+
+    static func minutes(_ ms: Int) -> String {
+        let s = ms / 1000
+        return s >= 60 ? "\(s / 60)m\(String(format: "%02d", s % 60))s" : "\(s)s"
+    }
+
+    /// Runs the exploration; the summary is printed at the end and returned.
+    public func run() async -> ExploreSummary {
+        let began = ContinuousClock.now
+        func elapsed() -> Int { began.duration(to: .now).milliseconds }
+        var summary = ExploreSummary()
+        let limit = options.count ?? (options.forMs == nil ? 10 : Int.max)
+        say(
+            "explore: seed \(options.seed), "
+                + (options.count.map { "\($0) scenarios" } ?? options.forMs.map { "for \(Self.minutes($0))" } ?? "10 scenarios")
+                + ", runs in \(options.runs)/, shrink budget \(Self.minutes(options.shrinkBudgetMs)) a failure")
+        var index = 0
+        while index < limit {
+            if let forMs = options.forMs, elapsed() >= forMs { break }
+            let g = ExploreGenerator.scenario(seed: options.seed, index: index)
+            index += 1
+            let dir = options.runs + "/" + g.name + "-\(g.runSeed)"
+            let path = dir + "/" + g.name + ".scenario"
+            let scenario: Scenario
+            do {
+                scenario = try ScenarioParser.parse(g.text, file: path)
+            } catch {
+                // The generator's own mistake: said plainly, counted as a failure of its own
+                // kind (never a check's or a step's), not run.
+                say(pad(g.name, 18) + "GENERATOR ERROR (a bug of explore, not of the system): \(error)")
+                summary.failures.append(.init(scenario: g.name, kind: "generator-error", directory: dir))
+                continue
+            }
+            if options.dryRun {
+                say("# ---- \(path) (run seed \(g.runSeed))")
+                say(g.text)
+                summary.scenarios += 1
+                continue
+            }
+            let t0 = ContinuousClock.now
+            let outcome = await runner.run(scenario, seed: g.runSeed, directory: dir, scenarioText: g.text)
+            let ms = t0.duration(to: .now).milliseconds
+            summary.runMs += ms
+            summary.scenarios += 1
+            let reached = ExploreCoverage.measure(runDirectory: dir)
+            for t in reached { summary.coverage[t, default: 0] += 1 }
+            let kinds = ExploreFailure.kinds(outcome)
+            let covers = reached.isEmpty ? "" : "  [" + reached.map(\.rawValue).joined(separator: ", ") + "]"
+            guard let kind = ExploreFailure.primary(kinds) else {
+                say(pad(g.name, 18) + "pass  " + lpad(Self.seconds(ms), 7) + "  " + pad(g.profile, 8) + covers)
+                if !options.keepPassing { try? FileManager.default.removeItem(atPath: dir + "/nodes") }
+                continue
+            }
+            let why: String
+            if kind.hasPrefix("step:"), let f = outcome.stepFailure {
+                why = "\(kind.dropFirst(5)) (line \(f.line): \(f.message.prefix(160)))"
+            } else {
+                let evidence = outcome.report.checks.first { "check:" + $0.name == kind }?.evidence.first ?? ""
+                why = "\(kind.dropFirst(6)) (\(evidence.prefix(160)))"
+            }
+            say(pad(g.name, 18) + "FAIL  " + lpad(Self.seconds(ms), 7) + "  " + pad(g.profile, 8) + why + covers + "  -> " + dir)
+            var failure = ExploreSummary.Failure(scenario: g.name, kind: kind, directory: dir)
+            if options.shrinkBudgetMs > 0 {
+                let t1 = ContinuousClock.now
+                let (minimal, steps) = await shrink(g, kind: kind, directory: dir)
+                summary.shrinkMs += t1.duration(to: .now).milliseconds
+                failure.minimal = minimal
+                failure.minimalSteps = steps
+            }
+            summary.failures.append(failure)
+            if let stop = options.stopAfterFailures, summary.failures.count >= stop {
+                say("explore: stopping after \(summary.failures.count) failure(s) (--stop-after-failures \(stop))")
+                break
+            }
+        }
+        summary.totalMs = elapsed()
+        if options.dryRun { return summary }
+        printSummary(summary)
+        return summary
+    }
+
+    /// Shrinks a failure; writes `minimal.scenario` in its run directory. Answers its path
+    /// and its steps before the liveness phase.
+    func shrink(_ g: ExploreScenario, kind: String, directory: String) async -> (String, Int) {
+        let shrinkDir = directory + "/shrink"
+        try? FileManager.default.removeItem(atPath: shrinkDir)
+        try? FileManager.default.createDirectory(atPath: shrinkDir, withIntermediateDirectories: true)
+        let expect = g.liveness.contains { if case .expectInstalled = $0 { return true } else { return false } }
+        let say = self.say
+        let shrinker = ExploreShrinker(
+            header: [], kind: kind, expectSnapshots: expect, tries: options.shrinkTries, budgetMs: options.shrinkBudgetMs,
+            progress: { say("    shrink " + $0) })
+        let runner = self.runner
+        let keep = options.keepPassing
+        let name = g.name
+        let runSeed = g.runSeed
+        say("  shrinking \(g.name) (\(kind), \(ExploreShrinker.count(g.body)) steps before the liveness phase; budget \(Self.minutes(options.shrinkBudgetMs)))")
+        let result = await shrinker.shrink(g.body, seed: g.runSeed) { text, variant, tryIndex in
+            let vname = name + String(format: "-v%03d", variant)
+            let seed = runSeed &+ UInt64(tryIndex - 1)
+            let dir = shrinkDir + "/" + vname + "-t\(tryIndex)"
+            let scenario: Scenario
+            do {
+                scenario = try ScenarioParser.parse(text, file: dir + "/" + vname + ".scenario")
+            } catch {
+                say("    shrink: variant \(variant) does not parse (generator error): \(error)")
+                return ([], seed, nil)
+            }
+            let outcome = await runner.run(scenario, seed: seed, directory: dir, scenarioText: text)
+            let kinds = ExploreFailure.kinds(outcome)
+            if kinds.isEmpty && !keep { try? FileManager.default.removeItem(atPath: dir + "/nodes") }
+            return (kinds, seed, dir)
+        }
+        let steps = ExploreShrinker.count(result.body)
+        let header = [
+            "# minimal scenario of \(g.name) (explore seed \(g.seed), scenario \(g.index), profile \(g.profile)): fails \(kind)",
+            "# shrunk from \(ExploreShrinker.count(g.body)) to \(steps) steps before the liveness phase: \(result.variantsRun) variants run"
+                + " (\(result.runs) runs), \(result.kept) kept, \(result.refused) refused by the validity model without a run",
+            "# a variant counts as failing when it fails in 1 of \(options.shrinkTries) tries; this one failed on try \(result.failedOnTry)"
+                + " of its last run, seed \(result.failedSeed)" + (result.failedRun.map { " (\($0))" } ?? " (the original run)"),
+            "# shrink budget \(Self.minutes(options.shrinkBudgetMs)), used \(Self.minutes(result.usedMs))"
+                + (result.budgetExhausted ? " (exhausted: it may shrink further)" : ""),
+            "# replay: harness run minimal.scenario --seed \(result.failedSeed)",
+        ]
+        let text = ExploreScenario.render(header: header, body: result.body, liveness: result.liveness)
+        let path = directory + "/minimal.scenario"
+        do {
+            try Data(text.utf8).write(to: URL(fileURLWithPath: path))
+        } catch {
+            say("  cannot write \(path): \(error)")
+        }
+        say(
+            "  shrunk \(g.name): \(ExploreShrinker.count(g.body)) -> \(steps) steps in \(result.variantsRun) variants (\(result.runs) runs), "
+                + "\(Self.minutes(result.usedMs)) of \(Self.minutes(options.shrinkBudgetMs))\(result.budgetExhausted ? " (budget exhausted)" : "") -> \(path)")
+        return (path, steps)
+    }
+
+    func printSummary(_ s: ExploreSummary) {
+        say("")
+        let avg = s.scenarios > 0 ? s.runMs / s.scenarios : 0
+        say(
+            "explore: \(s.scenarios) scenarios, \(s.failures.count) failed, \(Self.seconds(s.totalMs)) in all "
+                + "(\(Self.seconds(avg)) a scenario on average, \(Self.seconds(s.shrinkMs)) shrinking); seed \(options.seed)")
+        if !s.failures.isEmpty {
+            say("failures by check:")
+            var kinds: [String] = []
+            for f in s.failures where !kinds.contains(f.kind) { kinds.append(f.kind) }
+            for k in kinds {
+                let fs = s.failures.filter { $0.kind == k }
+                say("  " + pad(k, 34) + lpad("\(fs.count)", 3) + "  " + fs.map(\.scenario).joined(separator: ", "))
+                for f in fs {
+                    if let m = f.minimal { say("      \(f.scenario): \(m) (\(f.minimalSteps ?? 0) steps before the liveness phase)") }
+                }
+            }
+        }
+        say("coverage (share of the scenarios whose files show the state):")
+        for t in ExploreTarget.allCases {
+            let n = s.coverage[t] ?? 0
+            let share = s.scenarios > 0 ? Double(n) * 100 / Double(s.scenarios) : 0
+            say("  " + pad(t.rawValue, 24) + lpad(String(format: "%.0f%%", share), 5) + "  (\(n)/\(s.scenarios))  " + t.meaning)
+        }
+    }
+}
+
+func pad(_ s: String, _ n: Int) -> String { s.count >= n ? s + " " : s + String(repeating: " ", count: n - s.count) }
+func lpad(_ s: String, _ n: Int) -> String { s.count >= n ? s : String(repeating: " ", count: n - s.count) + s }

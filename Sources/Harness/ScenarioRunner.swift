@@ -1,0 +1,102 @@
+import Foundation
+
+/// The run in progress, for a signal handler that must write its report.
+public struct RunInProgress: Sendable {
+    public var directory: String
+    public var scenario: String
+    public var seed: UInt64
+    public var started: ContinuousClock.Instant
+}
+
+/// What one run gave: its report (as written to report.json) and, when a step failed, which.
+public struct RunOutcome: Sendable {
+    public var report: RunReport
+    public var stepFailure: Engine.StepFailure?
+    public var directory: String
+}
+
+/// Runs one scenario into a run directory against real processes, then the checker; shared
+/// by `harness run` and `harness explore`.
+public struct ScenarioRunner: Sendable {
+    /// The raft-node binary; nil for the one beside the harness.
+    public var nodeBinary: String?
+    /// The checker of SPEC section 3 over a finished run directory (HarnessCheck's; passed in
+    /// so that this module does not depend on it).
+    public var checker: @Sendable (String) -> [RunReport.Check]
+    /// Where the lines for the person watching go (a line per step and the verdict); nil
+    /// for none.
+    public var output: (@Sendable (String) -> Void)?
+    /// Told of each run as it starts (and nil when it ends), for SIGINT and SIGTERM.
+    public var onRun: (@Sendable (RunInProgress?) -> Void)?
+
+    public init(
+        nodeBinary: String?, checker: @escaping @Sendable (String) -> [RunReport.Check], output: (@Sendable (String) -> Void)?,
+        onRun: (@Sendable (RunInProgress?) -> Void)? = nil
+    ) {
+        self.nodeBinary = nodeBinary
+        self.checker = checker
+        self.output = output
+        self.onRun = onRun
+    }
+
+    /// Runs `scenario` with `seed` into `directory` (removed first). When `scenarioText` is
+    /// given it is written there as `<name>.scenario`, so that the run can be replayed.
+    public func run(_ scenario: Scenario, seed: UInt64, directory: String, scenarioText: String? = nil) async -> RunOutcome {
+        let started = ContinuousClock.now
+        func elapsed() -> Int { started.duration(to: .now).milliseconds }
+        let say = output ?? { _ in }
+        say("=== \(scenario.name) (\(scenario.file)), seed \(seed) -> \(directory)")
+        try? FileManager.default.removeItem(atPath: directory)
+        func keepText() {
+            guard let scenarioText else { return }
+            try? Data(scenarioText.utf8).write(to: URL(fileURLWithPath: directory + "/" + scenario.name + ".scenario"))
+        }
+        let recorder: RunDirectoryRecorder
+        let backend: ProcessBackend
+        do {
+            recorder = try RunDirectoryRecorder(directory: directory)
+            backend = try ProcessBackend(runDirectory: directory, nodeBinary: nodeBinary, seed: seed)
+        } catch {
+            say("    could not start: \(error)")
+            let report = RunReport(
+                scenario: scenario.name, seed: seed, checks: [.init(name: "steps", passed: false, evidence: ["\(error)"])], ms: elapsed())
+            try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+            keepText()
+            try? report.write(to: directory)
+            return RunOutcome(
+                report: report, stepFailure: Engine.StepFailure(line: 0, text: "start", message: "\(error)"), directory: directory)
+        }
+        keepText()
+        onRun?(RunInProgress(directory: directory, scenario: scenario.name, seed: seed, started: started))
+        // `started` gives the wall time of the step times below (seconds since it).
+        recorder.log(
+            "scenario \(scenario.name) file \(scenario.file) seed \(seed) raft-node \(backend.nodeBinary) sockets \(backend.socketDirectory) started \(timestamp())"
+        )
+        let engine = Engine(backend: backend, recorder: recorder, seed: seed)
+        if let output { engine.progress = { output("  " + $0) } }
+        let checker = self.checker
+        engine.check = { checker(directory).filter { !$0.passed }.flatMap { c in c.evidence.map { "\(c.name): \($0)" } } }
+        let failure = await engine.run(scenario)
+        await backend.shutdown()
+        var checks = [
+            RunReport.Check(
+                name: "steps", passed: failure == nil, evidence: failure.map { ["\(scenario.file):\($0)"] } ?? [])
+        ]
+        checks += checker(directory)
+        let report = RunReport(scenario: scenario.name, seed: seed, checks: checks, ms: elapsed())
+        for c in checks where !c.passed {
+            say("  check \(c.name) FAILED")
+            for e in c.evidence { say("    \(e)") }
+        }
+        recorder.log("verdict \(report.passed ? "pass" : "fail") in \(report.ms)ms")
+        recorder.close()
+        do {
+            try report.write(to: directory)
+        } catch {
+            say("  cannot write \(directory)/report.json: \(error)")
+        }
+        onRun?(nil)
+        say("=== \(scenario.name): \(report.passed ? "pass" : "FAIL") in \(String(format: "%.1f", Double(report.ms) / 1000))s")
+        return RunOutcome(report: report, stepFailure: failure, directory: directory)
+    }
+}
