@@ -31,6 +31,13 @@ enum RunFixture: String, CaseIterable {
     /// below the commit index 8 it had reported, and drops its committed entries after it.
     case staleInstall = "stale-install"
 
+    /// A node's `start` event and the committed configuration it starts with.
+    static func start(_ w: NodeDataWriter, second: Int, term: Term = 0, last: UInt64 = 0, commit: UInt64 = 0, snap: UInt64 = 0) {
+        let c = configuration
+        w.event("start", term: term, ts: ts(second), [("lastIndex", .int(last)), ("commitIndex", .int(commit)), ("snapshotIndex", .int(snap))])
+        w.event("config", term: term, ts: ts(second), [("index", .int(snap)), ("members", .strings(c.voters)), ("learners", .strings([])), ("phase", .string("committed"))])
+    }
+
     static let configuration = Configuration(
         voters: ["n1", "n2", "n3"], addresses: ["n1": "/tmp/run/n1.peer", "n2": "/tmp/run/n2.peer", "n3": "/tmp/run/n3.peer"])
 
@@ -52,10 +59,6 @@ enum RunFixture: String, CaseIterable {
         let fm = FileManager.default
         try fm.createDirectory(atPath: dir + "/nodes", withIntermediateDirectories: true)
         let c = Self.configuration
-        func start(_ w: NodeDataWriter, second: Int, term: Term = 0, last: UInt64 = 0, commit: UInt64 = 0, snap: UInt64 = 0) {
-            w.event("start", term: term, ts: Self.ts(second), [("lastIndex", .int(last)), ("commitIndex", .int(commit)), ("snapshotIndex", .int(snap))])
-            w.event("config", term: term, ts: Self.ts(second), [("index", .int(snap)), ("members", .strings(c.voters)), ("learners", .strings([])), ("phase", .string("committed"))])
-        }
 
         // n1: leader of term 1, killed, restarted as a follower.
         let n1 = try NodeDataWriter(directory: dir + "/nodes/n1", node: "n1")
@@ -64,14 +67,14 @@ enum RunFixture: String, CaseIterable {
         try n1.append(Array(Self.entries[0..<4]))
         try n1.saveHardState(term: 2, votedFor: "n2")
         try n1.append(Array(Self.entries[4...]))
-        start(n1, second: 0)
+        Self.start(n1, second: 0)
         n1.event("role", term: 0, ts: Self.ts(0), [("role", .string("follower"))])
         n1.event("role", term: 1, ts: Self.ts(1), [("role", .string("candidate"))])
         n1.event("vote", term: 1, ts: Self.ts(1), [("for", .string("n1"))])
         n1.event("role", term: 1, ts: Self.ts(1), [("role", .string("leader"))])
         n1.event("commit", term: 1, ts: Self.ts(2), [("index", .int(2))])
         n1.event("commit", term: 1, ts: Self.ts(3), [("index", .int(4))])
-        start(n1, second: 6, term: 1, last: 4)
+        Self.start(n1, second: 6, term: 1, last: 4)
         n1.event("role", term: 1, ts: Self.ts(6), [("role", .string("follower"))])
         n1.event("vote", term: 2, ts: Self.ts(6), [("for", .string("n2"))])
         n1.event("commit", term: 2, ts: Self.ts(7), [("index", .int(6))])
@@ -82,7 +85,7 @@ enum RunFixture: String, CaseIterable {
         _ = try n2.snapshot(index: 0, term: 0, configuration: c, state: [:], compact: false)
         try n2.saveHardState(term: 2, votedFor: "n2")
         try n2.append(Self.entries)
-        start(n2, second: 0)
+        Self.start(n2, second: 0)
         n2.event("role", term: 0, ts: Self.ts(0), [("role", .string("follower"))])
         n2.event("vote", term: 1, ts: Self.ts(1), [("for", .string("n1"))])
         n2.event("commit", term: 1, ts: Self.ts(3), [("index", .int(4))])
@@ -104,7 +107,7 @@ enum RunFixture: String, CaseIterable {
         } else {
             try n3.append(Array(Self.entries[4...]))
         }
-        start(n3, second: 0)
+        Self.start(n3, second: 0)
         n3.event("role", term: 0, ts: Self.ts(0), [("role", .string("follower"))])
         n3.event("vote", term: 1, ts: Self.ts(1), [("for", .string("n1"))])
         if self == .twoLeaders { n3.event("role", term: 1, ts: Self.ts(2), [("role", .string("leader"))]) }
@@ -168,10 +171,6 @@ enum RunFixture: String, CaseIterable {
         let at6 = ["k1": "v3", "k2": "v2", "k3": "v4"]
         let at8 = ["k1": "v3", "k2": "v6", "k3": "v4", "k4": "v5"]
         let final = ["k1": "v8", "k2": "v6", "k3": "v4", "k4": "v5", "k5": "v7"]
-        func start(_ w: NodeDataWriter, second: Int, term: Term = 0, last: UInt64 = 0, commit: UInt64 = 0, snap: UInt64 = 0) {
-            w.event("start", term: term, ts: Self.ts(second), [("lastIndex", .int(last)), ("commitIndex", .int(commit)), ("snapshotIndex", .int(snap))])
-            w.event("config", term: term, ts: Self.ts(second), [("index", .int(snap)), ("members", .strings(c.voters)), ("learners", .strings([])), ("phase", .string("committed"))])
-        }
 
         // n1: leader of term 1 (a follower of n2 in term 2 in the stale story), stopped,
         // restarted, caught up by a snapshot that replaces its log.
@@ -179,7 +178,7 @@ enum RunFixture: String, CaseIterable {
         _ = try n1.snapshot(index: 0, term: 0, configuration: c, state: [:], compact: false)
         try n1.saveHardState(term: 2, votedFor: "n2")
         try n1.append(Array(entries[0..<(stale ? 8 : 4)]))
-        start(n1, second: 0)
+        Self.start(n1, second: 0)
         n1.event("role", term: 1, ts: Self.ts(1), [("role", .string("candidate"))])
         n1.event("vote", term: 1, ts: Self.ts(1), [("for", .string("n1"))])
         n1.event("role", term: 1, ts: Self.ts(1), [("role", .string("leader"))])
@@ -190,7 +189,7 @@ enum RunFixture: String, CaseIterable {
             n1.event("commit", term: 2, ts: Self.ts(4), [("index", .int(8))])
         }
         n1.event("stop", term: stale ? 2 : 1, ts: Self.ts(4), [("reason", .string("SIGTERM"))])
-        start(n1, second: 6, term: 2, last: stale ? 8 : 4)
+        Self.start(n1, second: 6, term: 2, last: stale ? 8 : 4)
         n1.event("role", term: 2, ts: Self.ts(6), [("role", .string("snapshotting"))])
         let installed: LogIndex = stale ? 6 : 8
         try n1.snapshot(index: installed, term: 2, configuration: c, state: stale ? at6 : at8)
@@ -210,7 +209,7 @@ enum RunFixture: String, CaseIterable {
             try w.append(Array(entries[0..<8]))
             try w.snapshot(index: 8, term: 2, configuration: c, state: at8)
             try w.append(Array(entries[8...]))
-            start(w, second: 0)
+            Self.start(w, second: 0)
             w.event("vote", term: 1, ts: Self.ts(1), [("for", .string("n1"))])
             w.event("commit", term: 1, ts: Self.ts(2), [("index", .int(4))])
             if name == "n2" {
