@@ -65,7 +65,7 @@ public func timestamp(_ date: Date = Date()) -> String {
         Int(parts.tm_hour), Int(parts.tm_min), Int(parts.tm_sec), Int(t.tv_nsec / 1000))
 }
 
-/// `report.json`: `{"scenario":..,"seed":..,"verdict":"pass"|"fail","checks":[..],"ms":..}`;
+/// `report.json`: `{"scenario":..,"seed":..,"world":"process","verdict":"pass"|"fail","checks":[..],"ms":..}`;
 /// each check `{"name":..,"passed":..,"evidence":[..],"notes":[..]}`.
 public struct RunReport: Sendable {
     public struct Check: Sendable {
@@ -102,7 +102,7 @@ public struct RunReport: Sendable {
             "{" + #""name":"# + jsonString($0.name) + #","passed":"# + ($0.passed ? "true" : "false") + #","evidence":"#
                 + list($0.evidence) + #","notes":"# + list($0.notes) + "}"
         }
-        return "{" + #""scenario":"# + jsonString(scenario) + #","seed":"# + "\(seed)" + #","verdict":"#
+        return "{" + #""scenario":"# + jsonString(scenario) + #","seed":"# + "\(seed)" + #","world":"process","verdict":"#
             + (passed ? #""pass""# : #""fail""#) + #","checks":["# + checks.joined(separator: ",") + #"],"ms":"# + "\(ms)}\n"
     }
 
