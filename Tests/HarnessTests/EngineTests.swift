@@ -91,6 +91,11 @@ final class MemoryRecorder: RunRecorder, @unchecked Sendable {
 
 @Suite("Scenario engine")
 struct EngineTests {
+    /// The fake answers at once, so a step's timeout is only a safety net; but a retry
+    /// sleeps, and while the process tests of other suites block the cooperative threads (two
+    /// on a 2-core box) that sleep can end seconds late: the default 10 s is not enough.
+    static let generous = "set timeout 5m\n"
+
     func run(_ text: String) async throws -> (Engine.StepFailure?, FakeBackend, MemoryRecorder) {
         let scenario = try ScenarioParser.parse(text, file: "t.scenario")
         let backend = FakeBackend()
@@ -101,7 +106,7 @@ struct EngineTests {
 
     @Test("Writes follow redirects to the leader and each is recorded invoked, then ok with index and term")
     func writesAreRecorded() async throws {
-        let (failure, _, recorder) = try await run("cluster n1 n2 n3\nawait leader within 1s\nwrite 5")
+        let (failure, _, recorder) = try await run("cluster n1 n2 n3\nawait leader within 1m\nwrite 5")
         #expect(failure == nil)
         let types = recorder.historyLines.map { $0.first { $0.0 == "type" }!.1 }
         #expect(types == ["invoke", "ok", "invoke", "ok", "invoke", "ok", "invoke", "ok", "invoke", "ok"])
@@ -110,7 +115,7 @@ struct EngineTests {
 
     @Test("A write answered leadership-lost is recorded unknown and sent again, same key and value, as a new operation")
     func unknownWritesAreSentAgain() async throws {
-        let scenario = try ScenarioParser.parse("cluster n1 n2 n3\nwrite 1", file: "t.scenario")
+        let scenario = try ScenarioParser.parse(Self.generous + "cluster n1 n2 n3\nwrite 1", file: "t.scenario")
         let backend = FakeBackend()
         backend.scripted = [.unknown("leadership-lost", leader: "n1"), .unknown("timeout", leader: nil)]
         let recorder = MemoryRecorder()
@@ -124,7 +129,7 @@ struct EngineTests {
 
     @Test("A write refused (not proposed) is retried at the leader named, within one operation")
     func refusedWritesAreOneOperation() async throws {
-        let scenario = try ScenarioParser.parse("cluster n1 n2 n3\nwrite 1", file: "t.scenario")
+        let scenario = try ScenarioParser.parse(Self.generous + "cluster n1 n2 n3\nwrite 1", file: "t.scenario")
         let backend = FakeBackend()
         backend.scripted = [.refused("busy", leader: nil), .refused("not-leader", leader: "n1")]
         let recorder = MemoryRecorder()
@@ -160,7 +165,7 @@ struct EngineTests {
 
     @Test("await converged logs the converged line the checker reads")
     func convergedLine() async throws {
-        let (failure, _, recorder) = try await run("cluster n1 n2 n3\nwrite 2\nawait converged within 1s")
+        let (failure, _, recorder) = try await run("cluster n1 n2 n3\nwrite 2\nawait converged within 1m")
         #expect(failure == nil)
         #expect(recorder.lines.contains { $0.hasPrefix("converged applied=2 digest=d2 nodes=n1,n2,n3") })
     }
