@@ -21,7 +21,7 @@ struct ProcessBackendTests {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("hx-test-\(getpid())-\(UInt32.random(in: 0...UInt32.max))").path
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let scenario = try ScenarioParser.parse(
-            "cluster n1 n2 n3\nawait leader within 10s\nwrite 10\nawait converged within 10s\n", file: "tiny.scenario")
+            "set timeout 1m\ncluster n1 n2 n3\nawait leader within 1m\nwrite 10\nawait converged within 1m\n", file: "tiny.scenario")
         let recorder = try RunDirectoryRecorder(directory: dir)
         let backend = try ProcessBackend(runDirectory: dir, seed: 1)
         let engine = Engine(backend: backend, recorder: recorder, seed: 1)
