@@ -116,6 +116,27 @@ struct ChildProcess: Sendable {
         _ = kill(pid, sig)
     }
 
+    /// The scheduler state letter of /proc/PID/stat (`T` stopped, `R` running, ...), nil
+    /// when it cannot be read.
+    static func schedulerState(_ pid: pid_t) -> Character? {
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+            let close = stat.lastIndex(of: ")")
+        else { return nil }
+        return stat[stat.index(after: close)...].first { $0 != " " }
+    }
+
+    /// SIGSTOP, then waits (up to `timeoutMs`) until the kernel has stopped the child: a
+    /// running process goes on for a moment after kill(2) returns, and a step after `pause`
+    /// must not see it answer.
+    func stop(timeoutMs: Int = 2_000) async {
+        signal(SIGSTOP)
+        let deadline = ContinuousClock.now + .milliseconds(timeoutMs)
+        while ContinuousClock.now < deadline {
+            guard let state = Self.schedulerState(pid), state != "T", state != "t", state != "Z" else { return }
+            try? await Task.sleep(for: .milliseconds(1))
+        }
+    }
+
     /// How the child ended, if it has (it is then reaped); nil while it runs.
     func reap() -> String? {
         var status: Int32 = 0

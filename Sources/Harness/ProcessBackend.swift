@@ -301,7 +301,7 @@ public final class ProcessBackend: ClusterBackend {
 
     public func pause(_ name: String) async throws {
         let p = try process(name)
-        p.signal(SIGSTOP)
+        await p.stop()
         state.withLockedValue { $0.nodes[name]?.paused = true }
     }
 

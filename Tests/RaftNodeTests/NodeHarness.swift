@@ -281,9 +281,18 @@ final class NodeProcess {
 
     /// SIGTERM, without waiting (see `waitForExit`).
     func terminate() { signal(SIGTERM) }
+    /// SIGSTOP, and waits until the kernel has stopped it (kill(2) returns before a running
+    /// process stops): what the test sends next must not be answered by it.
     func pause() {
         signal(SIGSTOP)
         paused = true
+        let deadline = Date().addingTimeInterval(2)
+        while Date() < deadline {
+            guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8), let close = stat.lastIndex(of: ")"),
+                let state = stat[stat.index(after: close)...].first(where: { $0 != " " }), state != "T", state != "t"
+            else { return }
+            Thread.sleep(forTimeInterval: 0.001)
+        }
     }
 
     func resume() {
