@@ -82,15 +82,18 @@ final class LoadClients: Sendable {
                 $0.operations += 1
             }
             let op = isGet ? "get" : "put"
-            var invoke: [(String, String)] = [("type", "invoke"), ("op", op), ("client", name), ("key", key)]
-            if !isGet { invoke.append(("value", value)) }
-            recorder.history(invoke)
+            /// A history line of this operation; a put's lines carry its value.
+            func record(_ type: String, value shown: String? = nil, _ extra: [(String, String)] = []) {
+                let v = shown ?? (isGet ? nil : value)
+                recorder.history([("type", type), ("op", op), ("client", name), ("key", key)] + (v.map { [("value", $0)] } ?? []) + extra)
+            }
+            record("invoke")
             let deadline = ContinuousClock.now + .milliseconds(s.timeoutMs)
             var ended = false
             while !ended {
                 guard let node = target, ContinuousClock.now < deadline else {
                     // Out of time, or no leader found: never proposed by the last try.
-                    recorder.history([("type", "fail"), ("op", op), ("client", name), ("key", key)] + (isGet ? [] : [("value", value)]))
+                    record("fail")
                     break
                 }
                 let left = max(1, Int(ContinuousClock.now.duration(to: deadline).milliseconds))
@@ -110,9 +113,9 @@ final class LoadClients: Sendable {
                 switch outcome {
                 case let .ok(index, term):
                     if isGet {
-                        recorder.history([("type", "ok"), ("op", "get"), ("client", name), ("key", key), ("value", read ?? historyNull), ("index", "\(index)")])
+                        record("ok", value: read ?? historyNull, [("index", "\(index)")])
                     } else {
-                        recorder.history([("type", "ok"), ("op", "put"), ("client", name), ("key", key), ("value", value), ("index", "\(index)"), ("term", "\(term)")])
+                        record("ok", [("index", "\(index)"), ("term", "\(term)")])
                     }
                     ended = true
                 case let .refused(_, leader):
@@ -122,12 +125,12 @@ final class LoadClients: Sendable {
                         target = await Engine.currentLeader(backend, among: nil)
                     }
                 case let .unknown(_, leader):
-                    recorder.history([("type", "unknown"), ("op", op), ("client", name), ("key", key)] + (isGet ? [] : [("value", value)]))
+                    record("unknown")
                     generation += 1
                     target = leader == node ? nil : leader
                     ended = true
                 case .failed:
-                    recorder.history([("type", "fail"), ("op", op), ("client", name), ("key", key)] + (isGet ? [] : [("value", value)]))
+                    record("fail")
                     ended = true
                 }
             }
