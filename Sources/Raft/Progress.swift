@@ -33,6 +33,9 @@ public struct Progress: Sendable, Hashable {
 
     /// When (in the leader's ticks) this follower was last heard from.
     public var lastHeardTick: UInt64 = 0
+
+    /// Leader's ticks since this follower was last heard from, at tick `now`.
+    public func ticksSinceHeard(at now: UInt64) -> UInt64 { now - min(lastHeardTick, now) }
     /// For a learner to be promoted: the catch-up round under way (dissertation 4.2.1).
     public var catchUpRound: CatchUpRound?
 

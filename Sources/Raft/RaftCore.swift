@@ -1096,7 +1096,7 @@ public struct RaftCore: Sendable {
         guard role == .leader else { return nil }
         let recent = UInt64(2 * max(1, settings.electionTicks))
         var floor: LogIndex?
-        for (_, pr) in progress where ticks - min(pr.lastHeardTick, ticks) <= recent {
+        for (_, pr) in progress where pr.ticksSinceHeard(at: ticks) <= recent {
             let needs: LogIndex
             if pr.state == .snapshot {
                 guard let t = pr.transfer, ticks - min(t.lastProgressTick, ticks) < transferPatienceTicks else { continue }

@@ -406,7 +406,7 @@ final class NodeLoop {
             let pr = core.progress[peer]!
             var fields: [(String, JSONValue)] = [
                 ("state", .string(pr.state.rawValue)), ("match", .int(Int64(pr.match))), ("next", .int(Int64(pr.next))),
-                ("lastHeardMs", .int(Int64(core.ticks - min(pr.lastHeardTick, core.ticks)) * Int64(options.tickMs))),
+                ("lastHeardMs", .int(Int64(pr.ticksSinceHeard(at: core.ticks)) * Int64(options.tickMs))),
             ]
             if pr.state == .snapshot, let t = pr.transfer {
                 fields += [
@@ -744,7 +744,7 @@ final class NodeLoop {
         let limit = UInt64(4 * options.settings.electionTicks)
         for peer in core.progress.keys.sorted() {
             let pr = core.progress[peer]!
-            let silent = core.ticks - min(pr.lastHeardTick, core.ticks)
+            let silent = pr.ticksSinceHeard(at: core.ticks)
             let ms = Int(silent) * options.tickMs
             if silent >= limit, !silentPeers.contains(peer) {
                 silentPeers.insert(peer)
