@@ -65,11 +65,18 @@ let package = Package(
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             ]
         ),
-        // The shell: one member per process, the key-value state machine, client socket, events.
+        // The node's outside as types: client requests and answers, status, events, settings,
+        // parsers. No NIO: every side uses it (node, harness, checker, bench, tests).
+        .target(name: "RaftNodeWire", dependencies: ["Raft"]),
+        // The node's decisions, pure: the core plus clients, deadlines, snapshot work, events.
+        .target(name: "RaftNodeMachine", dependencies: ["Raft", "RaftNodeWire"], swiftSettings: optimizeSimulation),
+        // What the two hosts of a node machine (process, simulator) share: event files, state files.
+        .target(name: "RaftNodeHost", dependencies: ["Raft", "RaftNodeWire", "RaftNodeMachine", "RaftStorage"]),
+        // The process runtime: runs the node machine with storage, transport, clock, client socket.
         .target(
             name: "RaftNode",
             dependencies: [
-                "Raft", "RaftStorage", "RaftTransport",
+                "Raft", "RaftStorage", "RaftTransport", "RaftNodeWire", "RaftNodeMachine", "RaftNodeHost",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
@@ -79,13 +86,13 @@ let package = Package(
         .target(name: "CommandLineSupport", dependencies: [.product(name: "ArgumentParser", package: "swift-argument-parser")]),
         .executableTarget(
             name: "RaftNodeCLI",
-            dependencies: ["RaftNode", "Raft", "CommandLineSupport", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: ["RaftNode", "RaftNodeWire", "Raft", "CommandLineSupport", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         // Scenario language and engine (`harness`); the checker is HarnessCheck.
         .target(
             name: "Harness",
             dependencies: [
-                "Raft", "RaftNode",
+                "Raft", "RaftNodeWire", "RaftNodeMachine",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
@@ -95,14 +102,14 @@ let package = Package(
             name: "HarnessCLI",
             dependencies: ["Harness", "HarnessCheck", "CommandLineSupport", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
-        .testTarget(name: "HarnessTests", dependencies: ["Harness", "RaftNode"]),
+        .testTarget(name: "HarnessTests", dependencies: ["Harness", "RaftNodeWire", "RaftNodeMachine"]),
         // The checker of SPEC section 3 and `harness inspect`: reads a run's files only.
-        .target(name: "HarnessCheck", dependencies: ["Raft", "RaftStorage", "RaftNode"]),
+        .target(name: "HarnessCheck", dependencies: ["Raft", "RaftStorage", "RaftNodeWire", "RaftNodeMachine"]),
         .testTarget(name: "HarnessCheckTests", dependencies: ["HarnessCheck", "Raft", "RaftStorage"]),
         .testTarget(name: "RaftStorageTests", dependencies: ["RaftStorage", "Raft"]),
         .testTarget(name: "RaftTests", dependencies: ["Raft"]),
         .testTarget(name: "RaftSimulationTests", dependencies: ["RaftSimulation", "Raft"]),
         // Starts real raft-node processes (the built binary, found beside the test bundle).
-        .testTarget(name: "RaftNodeTests", dependencies: ["RaftNode", "Raft"]),
+        .testTarget(name: "RaftNodeTests", dependencies: ["RaftNode", "RaftNodeWire", "RaftNodeMachine", "RaftNodeHost", "RaftStorage", "Raft"]),
     ]
 )

@@ -1,4 +1,5 @@
 import Raft
+import RaftNodeWire
 
 /// What a node says of itself (the client protocol's `status`).
 public struct NodeStatus: Sendable, Hashable {
@@ -65,18 +66,6 @@ public struct RequestFailure: Error, Sendable, CustomStringConvertible {
         self.text = text
     }
     public var description: String { text }
-}
-
-/// Node settings a scenario sets with `set`, for nodes started after it.
-public struct NodeSettings: Sendable, Hashable {
-    public var electionTimeoutMs = 150
-    public var heartbeatMs = 50
-    public var snapshotThreshold = 1000
-    public var snapshotTrailing = 200
-    public var snapshotChunk = 64 << 10
-    public var maxEntriesPerRequest = 200
-
-    public init() {}
 }
 
 /// How the engine acts on a cluster: processes (the product) or, later, the seeded

@@ -1,7 +1,8 @@
 import Foundation
 import NIOConcurrencyHelpers
 import Raft
-import RaftNode
+import RaftNodeMachine
+import RaftNodeWire
 
 /// Where a run writes what happened: `harness.log` (a line per step) and `history.jsonl`
 /// (a line when each client operation is invoked and one when it ends), SPEC section 3.
@@ -359,13 +360,11 @@ public final class Engine {
     let finished = NIOLockedValueBox<[String: WriteOutcome]>([:])
 
     func apply(setting key: String, _ value: String) {
-        switch ScenarioSetting(rawValue: key) {
-        case .electionTimeout: settings.electionTimeoutMs = parseDuration(value) ?? settings.electionTimeoutMs
-        case .heartbeat: settings.heartbeatMs = parseDuration(value) ?? settings.heartbeatMs
-        case .snapshotThreshold: settings.snapshotThreshold = Int(value) ?? settings.snapshotThreshold
-        case .snapshotTrailing: settings.snapshotTrailing = Int(value) ?? settings.snapshotTrailing
-        case .snapshotChunk: settings.snapshotChunk = parseSize(value) ?? settings.snapshotChunk
-        case .maxEntriesPerRequest: settings.maxEntriesPerRequest = Int(value) ?? settings.maxEntriesPerRequest
+        if let row = NodeSettings.row(key: key) {
+            try? settings.set(row, value)  // checked when the scenario was parsed
+            return
+        }
+        switch HarnessSetting(rawValue: key) {
         case .valueSize: valueSize = parseSize(value) ?? valueSize
         case .timeout: defaultTimeoutMs = parseDuration(value) ?? defaultTimeoutMs
         case nil: break

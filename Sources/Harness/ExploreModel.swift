@@ -12,7 +12,8 @@
 // The model is the generator's and the shrinker's: every generated scenario and every
 // shrunk variant is run through `ExploreModel.apply` before it is run at all.
 
-import RaftNode
+import RaftNodeMachine
+import RaftNodeWire
 
 /// How a generated step names a node.
 public enum ExploreRef: Hashable, Sendable, CustomStringConvertible {

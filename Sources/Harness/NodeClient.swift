@@ -1,7 +1,8 @@
 import Foundation
 import NIOCore
 import NIOPosix
-import RaftNode
+import RaftNodeMachine
+import RaftNodeWire
 
 /// One request over a node's client socket (SPEC section 5): connect, send a JSON line, read
 /// the first answer line, close. One request a connection.

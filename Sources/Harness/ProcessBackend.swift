@@ -1,3 +1,4 @@
+import RaftNodeWire
 import Foundation
 import NIOConcurrencyHelpers
 import NIOCore
@@ -141,19 +142,11 @@ public final class ProcessBackend: ClusterBackend {
 
     // MARK: Starting
 
-    func settingArguments(_ s: NodeSettings) -> [String] {
-        [
-            "--election-timeout", "\(s.electionTimeoutMs)ms", "--heartbeat", "\(s.heartbeatMs)ms",
-            "--snapshot-threshold", "\(s.snapshotThreshold)", "--snapshot-trailing", "\(s.snapshotTrailing)",
-            "--snapshot-chunk", "\(s.snapshotChunk)", "--max-entries-per-request", "\(s.maxEntriesPerRequest)",
-        ]
-    }
-
     func baseArguments(_ name: String, _ settings: NodeSettings) throws -> [String] {
         [
             "--name", name, "--data-dir", dataDirectory(name), "--listen", try realPeerPath(name),
             "--client", try clientPath(name), "--exit-on-stdin-close",
-        ] + settingArguments(settings)
+        ] + settings.arguments
     }
 
     func ensureProxy(_ name: String) async throws {

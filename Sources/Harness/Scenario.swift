@@ -1,4 +1,5 @@
-import RaftNode
+import RaftNodeMachine
+import RaftNodeWire
 
 // Harness runs scenario files against a cluster and checks the run from the nodes' files.
 //
@@ -112,19 +113,23 @@ public struct ScenarioError: Error, Sendable, Hashable, CustomStringConvertible 
 }
 
 /// The settings a scenario may set, and their defaults (SPEC section 2).
-public enum ScenarioSetting: String, Sendable, CaseIterable {
-    case electionTimeout = "election-timeout"
-    case heartbeat
-    case snapshotThreshold = "snapshot-threshold"
-    case snapshotTrailing = "snapshot-trailing"
-    case snapshotChunk = "snapshot-chunk"
-    case maxEntriesPerRequest = "max-entries-per-request"
+/// The harness's own settings (SPEC section 2); the node settings a scenario sets are the
+/// keys of `NodeSettings.table`.
+public enum HarnessSetting: String, Sendable, CaseIterable {
     case valueSize = "value-size"
     case timeout
 
-    var isDuration: Bool { self == .electionTimeout || self == .heartbeat || self == .timeout }
-    var isSize: Bool { self == .snapshotChunk || self == .valueSize }
+    /// The value of this setting written as text, or why it is not one.
+    func parse(_ text: String) -> Result<Int, SettingError> {
+        switch self {
+        case .valueSize: NodeSettings.parse(text, unit: .size, name: rawValue, range: 0...Int.max)
+        case .timeout: NodeSettings.parse(text, unit: .duration, name: rawValue, range: 1...Int.max)
+        }
+    }
 }
+
+/// Every key `set` takes: the node's, then the harness's.
+public let scenarioSettingKeys: [String] = NodeSettings.table.compactMap(\.key) + HarnessSetting.allCases.map(\.rawValue)
 
 /// Parses scenario text. Everything that can be checked before a run is: unknown steps and
 /// settings, bad numbers and durations, nodes never declared, variables never bound,
@@ -188,17 +193,12 @@ public struct ScenarioParser {
         switch verb {
         case "set":
             let key = try words.expectWord("a setting name")
-            guard let setting = ScenarioSetting(rawValue: key) else {
-                throw error(line, "unknown setting '\(key)'; known: \(ScenarioSetting.allCases.map(\.rawValue).joined(separator: ", "))")
+            guard NodeSettings.row(key: key) != nil || HarnessSetting(rawValue: key) != nil else {
+                throw error(line, "unknown setting '\(key)'; known: \(scenarioSettingKeys.joined(separator: ", "))")
             }
             let value = try words.expectWord("a value for \(key)")
-            if setting.isDuration {
-                guard let ms = parseDuration(value), ms > 0 else { throw error(line, "'\(value)' is not a duration like 150ms, 2s or 1m") }
-            } else if setting.isSize {
-                guard parseSize(value) != nil else { throw error(line, "'\(value)' is not a size like 100, 64KiB or 1MiB") }
-            } else {
-                guard let n = Int(value), n >= 0 else { throw error(line, "'\(value)' is not a whole number") }
-            }
+            let parsed = NodeSettings.row(key: key).map { NodeSettings.parse(value, as: $0) } ?? HarnessSetting(rawValue: key)!.parse(value)
+            if case let .failure(problem) = parsed { throw error(line, problem.message) }
             step = .set(key: key, value: value)
         case "cluster":
             let names = words.rest()

@@ -1,6 +1,7 @@
 import Foundation
 import Raft
-import RaftNode
+import RaftNodeMachine
+import RaftNodeWire
 import RaftStorage
 
 /// What `harness inspect PATH [--json]` prints, and how it ends.

@@ -1,6 +1,7 @@
 import Foundation
 import Raft
-import RaftNode
+import RaftNodeMachine
+import RaftNodeWire
 import RaftStorage
 
 /// A field of an event line written by `NodeDataWriter`.

@@ -1,6 +1,7 @@
 import Foundation
 import Raft
-import RaftNode
+import RaftNodeMachine
+import RaftNodeWire
 import RaftStorage
 
 /// The verdict of one check: whether it held, and for each violation one line naming the

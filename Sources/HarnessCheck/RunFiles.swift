@@ -11,7 +11,8 @@
 
 import Foundation
 import Raft
-import RaftNode
+import RaftNodeMachine
+import RaftNodeWire
 import RaftStorage
 
 /// Something wrong with a file of the run: damaged bytes, an unreadable line, files that

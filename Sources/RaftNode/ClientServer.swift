@@ -2,17 +2,7 @@ import Foundation
 import NIOCore
 import NIOPosix
 import Raft
-
-/// A client's request (SPEC section 5), parsed.
-public enum ClientOp: Sendable, Hashable {
-    case put(key: String, value: String)
-    case delete(key: String)
-    case get(key: String)
-    case status
-    case snapshot
-    case add(node: NodeID, address: String)
-    case remove(node: NodeID)
-}
+import RaftNodeWire
 
 public struct ClientRequest: Sendable {
     public var id: JSONValue
@@ -30,73 +20,13 @@ public struct ClientConnection: Sendable {
         channel.writeAndFlush(ByteBuffer(string: line), promise: nil)
     }
 
+    public func answer(_ id: JSONValue, _ a: ClientAnswer) {
+        channel.writeAndFlush(ByteBuffer(string: a.line(id: id) + "\n"), promise: nil)
+    }
+
     public func fail(_ id: JSONValue, _ error: String, _ extra: [(String, JSONValue)] = []) {
         answer([("id", id), ("ok", .bool(false)), ("error", .string(error))] + extra)
     }
-}
-
-/// Parses one request line: the operation, or what is wrong with it (and the id when it
-/// could be read, so that the answer can carry it).
-public func parseClientRequest(_ line: String) -> (id: JSONValue, op: ClientOp?, problem: String?) {
-    var line = line
-    return line.withUTF8 { parseClientRequest(UnsafeRawBufferPointer($0)) }
-}
-
-/// The same, from the line's bytes (what the client socket reads).
-public func parseClientRequest(_ line: UnsafeRawBufferPointer) -> (id: JSONValue, op: ClientOp?, problem: String?) {
-    guard let raw = RequestFields(parsing: line) else {
-        return (.null, nil, "not a JSON object")
-    }
-    let id = raw.id
-    func string(_ key: String) -> String? { raw.strings[key] }
-    guard let op = string("op") else { return (id, nil, "missing \"op\"") }
-    switch op {
-    case "put":
-        guard let key = string("key"), let value = string("value") else { return (id, nil, "put needs string \"key\" and \"value\"") }
-        return (id, .put(key: key, value: value), nil)
-    case "delete":
-        guard let key = string("key") else { return (id, nil, "delete needs a string \"key\"") }
-        return (id, .delete(key: key), nil)
-    case "get":
-        guard let key = string("key") else { return (id, nil, "get needs a string \"key\"") }
-        return (id, .get(key: key), nil)
-    case "status": return (id, .status, nil)
-    case "snapshot": return (id, .snapshot, nil)
-    case "add":
-        guard let node = string("node"), let address = string("address"), isValidNodeName(node) else {
-            return (id, nil, "add needs \"node\" (a name like n4) and \"address\"")
-        }
-        return (id, .add(node: node, address: address), nil)
-    case "remove":
-        guard let node = string("node") else { return (id, nil, "remove needs \"node\"") }
-        return (id, .remove(node: node), nil)
-    default:
-        return (id, nil, "unknown op \"\(op)\"")
-    }
-}
-
-/// "150ms", "2s", "1m" -> milliseconds; nil for anything else. The node's flags and the
-/// harness's scenarios read durations the same way.
-public func parseDuration(_ s: String) -> Int? {
-    for (suffix, factor) in [("ms", 1), ("s", 1000), ("m", 60_000)] where s.hasSuffix(suffix) {
-        let number = s.dropLast(suffix.count)
-        if let n = Int(number), n >= 0, !number.hasPrefix("+") { return n * factor }
-    }
-    return nil
-}
-
-/// "65536", "64KiB", "1MiB", "100B" -> bytes; nil for anything else.
-public func parseSize(_ s: String) -> Int? {
-    for (suffix, factor) in [("KiB", 1024), ("MiB", 1 << 20), ("B", 1), ("", 1)] where s.hasSuffix(suffix) {
-        if let n = Int(s.dropLast(suffix.count)), n >= 0 { return n * factor }
-    }
-    return nil
-}
-
-/// Node names: `[a-z][a-z0-9-]*`.
-public func isValidNodeName(_ s: String) -> Bool {
-    guard let first = s.unicodeScalars.first, ("a"..."z").contains(first) else { return false }
-    return s.unicodeScalars.allSatisfy { ("a"..."z").contains($0) || ("0"..."9").contains($0) || $0 == "-" }
 }
 
 /// Splits the input into lines; a line longer than `maxLength` is answered as too long and

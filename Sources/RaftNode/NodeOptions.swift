@@ -1,4 +1,5 @@
 import Raft
+import RaftNodeWire
 
 /// What a node is started with.
 public struct NodeOptions: Sendable {
@@ -29,12 +30,11 @@ public struct NodeOptions: Sendable {
         self.clientSocket = clientSocket
     }
 
-    /// Sets the core's timeouts from milliseconds: a tick of 10ms (less for heartbeats under
-    /// 50ms), an election timeout of `electionMs` (randomised up to twice that) and a
-    /// heartbeat of `heartbeatMs`.
-    public mutating func setTimes(electionMs: Int, heartbeatMs: Int) {
-        tickMs = max(1, min(10, heartbeatMs / 5))
-        settings.electionTicks = max(2, electionMs / tickMs)
-        settings.heartbeatTicks = max(1, heartbeatMs / tickMs)
+    /// Takes the core's settings, the tick and the request timeout from `s` (the table of
+    /// `NodeSettings`, which the flags and the scenarios' `set` share).
+    public mutating func apply(_ s: NodeSettings) {
+        settings = s.core
+        tickMs = s.tickMs
+        requestTimeoutMs = s.requestTimeoutMs
     }
 }

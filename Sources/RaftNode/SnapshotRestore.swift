@@ -1,6 +1,7 @@
 import Dispatch
 import Foundation
 import Raft
+import RaftNodeMachine
 import RaftStorage
 
 /// Restores a snapshot while it is being received, so that the restore overlaps the
@@ -194,7 +195,7 @@ final class SnapshotRestore: @unchecked Sendable {
         }
         if let failure {
             receiver.abort()
-            mailbox.post(.snapshotRestoreFailed(metadata, failure))
+            mailbox.post(.node(.snapshotRestoreFailed(metadata, failure)))
             return
         }
         do {
@@ -210,13 +211,13 @@ final class SnapshotRestore: @unchecked Sendable {
             let note = "snapshot \(installed.index) (term \(installed.term), \(installed.size) bytes) from \(from): "
                 + "last chunk after \(Self.ms(started, lastChunkAt)) ms, state restored \(Self.ms(lastChunkAt, decoded)) ms "
                 + "after the last chunk, file durable \(NodeLoop.ms(since: decoded)) ms after that; \(ms) ms in all"
-            mailbox.post(.snapshotRestored(installed, store, ms: ms, note: note))
+            mailbox.post(.node(.snapshotRestored(installed, store, ms: ms, note: note)))
         } catch let error as DecodingError {
             receiver.abort()
-            mailbox.post(.snapshotRestoreFailed(metadata, "the state does not decode: \(error.detail) at byte \(error.offset) of the state"))
+            mailbox.post(.node(.snapshotRestoreFailed(metadata, "the state does not decode: \(error.detail) at byte \(error.offset) of the state")))
         } catch {
             receiver.abort()
-            mailbox.post(.snapshotRestoreFailed(metadata, "\(error)"))
+            mailbox.post(.node(.snapshotRestoreFailed(metadata, "\(error)")))
         }
     }
 

@@ -3,6 +3,7 @@ import CommandLineSupport
 import Foundation
 import Raft
 import RaftNode
+import RaftNodeWire
 
 /// `raft-node`: one member of a Raft cluster in one process.
 @main
@@ -50,26 +51,54 @@ struct RaftNodeCommand: AsyncParsableCommand {
     @Option(name: .customLong("cluster-id"), help: "Peers of another cluster id are refused.")
     var clusterID = "raft-testbed"
 
-    @Option(name: .customLong("election-timeout"), help: "Election timeout, randomised up to twice this.")
-    var electionTimeout = "150ms"
+    // The node's settings: flags, defaults and help from the one table (NodeSettings.table).
+    @Option(name: .customLong("election-timeout"), help: ArgumentHelp(NodeSettings.help(flag: "election-timeout")))
+    var electionTimeout = NodeSettings.defaultText(flag: "election-timeout")
 
-    @Option(help: "Heartbeat interval.")
-    var heartbeat = "50ms"
+    @Option(help: ArgumentHelp(NodeSettings.help(flag: "heartbeat")))
+    var heartbeat = NodeSettings.defaultText(flag: "heartbeat")
 
-    @Option(name: .customLong("snapshot-threshold"), help: "Applied entries since the last snapshot that trigger a new one (0: never).")
-    var snapshotThreshold = 1000
+    @Option(name: .customLong("snapshot-threshold"), help: ArgumentHelp(NodeSettings.help(flag: "snapshot-threshold")))
+    var snapshotThreshold = NodeSettings.defaultText(flag: "snapshot-threshold")
 
-    @Option(name: .customLong("snapshot-trailing"), help: "Entries kept in the log before a new snapshot's index.")
-    var snapshotTrailing = 200
+    @Option(name: .customLong("snapshot-trailing"), help: ArgumentHelp(NodeSettings.help(flag: "snapshot-trailing")))
+    var snapshotTrailing = NodeSettings.defaultText(flag: "snapshot-trailing")
 
-    @Option(name: .customLong("snapshot-chunk"), help: "Bytes of a snapshot chunk sent to a follower (e.g. 65536 or 64KiB).")
-    var snapshotChunk = "64KiB"
+    @Option(name: .customLong("snapshot-chunk"), help: ArgumentHelp(NodeSettings.help(flag: "snapshot-chunk")))
+    var snapshotChunk = NodeSettings.defaultText(flag: "snapshot-chunk")
 
-    @Option(name: .customLong("max-entries-per-request"), help: "Entries in one AppendEntries.")
-    var maxEntriesPerRequest = 200
+    @Option(name: .customLong("max-entries-per-request"), help: ArgumentHelp(NodeSettings.help(flag: "max-entries-per-request")))
+    var maxEntriesPerRequest = NodeSettings.defaultText(flag: "max-entries-per-request")
 
-    @Option(name: .customLong("request-timeout"), help: "A client request not done by then is answered timeout.")
-    var requestTimeout = "10s"
+    @Option(name: .customLong("request-timeout"), help: ArgumentHelp(NodeSettings.help(flag: "request-timeout")))
+    var requestTimeout = NodeSettings.defaultText(flag: "request-timeout")
+
+    /// The settings flags as given, by flag name.
+    var settingFlags: [(String, String)] {
+        [
+            ("election-timeout", electionTimeout), ("heartbeat", heartbeat), ("snapshot-threshold", snapshotThreshold),
+            ("snapshot-trailing", snapshotTrailing), ("snapshot-chunk", snapshotChunk), ("max-entries-per-request", maxEntriesPerRequest),
+            ("request-timeout", requestTimeout),
+        ]
+    }
+
+    /// The settings the flags give, or the first flag that is wrong.
+    func settings() throws -> NodeSettings {
+        var s = NodeSettings()
+        for (flag, value) in settingFlags {
+            do {
+                try s.set(NodeSettings.row(flag: flag)!, value)
+            } catch {
+                throw ValidationError("--\(flag): \(error)")
+            }
+        }
+        do {
+            try s.validate()
+        } catch {
+            throw ValidationError("--heartbeat \(heartbeat) with --election-timeout \(electionTimeout): \(error)")
+        }
+        return s
+    }
 
     @Flag(name: .customLong("exit-on-stdin-close"), help: "Exit when standard input closes (for a supervising parent).")
     var exitOnStdinClose = false
@@ -79,18 +108,7 @@ struct RaftNodeCommand: AsyncParsableCommand {
         for m in members where parseMember(m) == nil {
             throw ValidationError("--member '\(m)' is not NAME=ADDRESS")
         }
-        for (flag, value) in [("--election-timeout", electionTimeout), ("--heartbeat", heartbeat), ("--request-timeout", requestTimeout)] {
-            guard let ms = parseDuration(value), ms > 0 else { throw ValidationError("\(flag) '\(value)' is not a duration like 150ms, 2s or 1m") }
-        }
-        guard let chunk = parseSize(snapshotChunk), chunk > 0, chunk <= 16 << 20 else {
-            throw ValidationError("--snapshot-chunk '\(snapshotChunk)' is not a size from 1 byte to 16MiB")
-        }
-        guard snapshotThreshold >= 0, snapshotTrailing >= 0, maxEntriesPerRequest > 0 else {
-            throw ValidationError("--snapshot-threshold and --snapshot-trailing must be >= 0 and --max-entries-per-request > 0")
-        }
-        guard parseDuration(heartbeat)! < parseDuration(electionTimeout)! else {
-            throw ValidationError("--heartbeat must be shorter than --election-timeout")
-        }
+        _ = try settings()
     }
 
     func run() async throws {
@@ -103,12 +121,7 @@ struct RaftNodeCommand: AsyncParsableCommand {
         var options = NodeOptions(name: name, dataDir: dataDir, peerAddress: peer, clientSocket: client ?? dataDir + "/client.sock")
         options.clusterID = clusterID
         options.initialMembers = initial
-        options.setTimes(electionMs: parseDuration(electionTimeout)!, heartbeatMs: parseDuration(heartbeat)!)
-        options.settings.snapshotThreshold = snapshotThreshold
-        options.settings.snapshotTrailing = snapshotTrailing
-        options.settings.snapshotChunkSize = parseSize(snapshotChunk)!
-        options.settings.maxEntriesPerRequest = maxEntriesPerRequest
-        options.requestTimeoutMs = parseDuration(requestTimeout)!
+        options.apply(try settings())
         options.exitOnStdinClose = exitOnStdinClose
         options.join = join
         do {

@@ -1,3 +1,4 @@
+import RaftNodeWire
 import Foundation
 import Harness
 import Testing

@@ -1,5 +1,6 @@
 import Harness
-import RaftNode
+import RaftNodeMachine
+import RaftNodeWire
 import Testing
 
 @Suite("Scenario language")

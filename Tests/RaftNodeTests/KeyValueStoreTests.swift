@@ -2,6 +2,9 @@ import Raft
 import Testing
 
 @testable import RaftNode
+import RaftNodeHost
+@testable import RaftNodeMachine
+@testable import RaftNodeWire
 
 // The state machine's snapshot form: serialize streams the pairs in key order, the restorer
 // rebuilds them from pieces cut anywhere, and damage is an error at its offset as soon as the

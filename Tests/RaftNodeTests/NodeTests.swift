@@ -1,6 +1,9 @@
 import Foundation
 import Raft
 import RaftNode
+import RaftNodeHost
+import RaftNodeMachine
+import RaftNodeWire
 import Testing
 
 // Real raft-node processes (the built binary), three to a cluster, on UNIX sockets under

@@ -3,6 +3,9 @@ import Raft
 import Testing
 
 @testable import RaftNode
+import RaftNodeHost
+@testable import RaftNodeMachine
+@testable import RaftNodeWire
 
 // The client protocol's request lines (SPEC section 5), read by RequestFields: strict JSON,
 // one object a line; what is wrong is said, with the id when it could be read.

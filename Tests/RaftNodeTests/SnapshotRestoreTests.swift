@@ -5,6 +5,9 @@ import RaftStorage
 import Testing
 
 @testable import RaftNode
+import RaftNodeHost
+@testable import RaftNodeMachine
+@testable import RaftNodeWire
 
 // SnapshotRestore, in one process: the follower's restore that runs while a snapshot's chunks
 // are written. It posts the state only once the file is checked and durable under its final
@@ -65,7 +68,7 @@ struct SnapshotRestoreTests {
         let restore = try SnapshotRestore(receiving: receiver, from: "n1", mailbox: mailbox)
         try Self.transfer(bytes, chunk: chunk, restore)
         restore.install()
-        guard case let .snapshotRestored(installed, store, _, note) = Self.outcome(mailbox) else {
+        guard case let .node(.snapshotRestored(installed, store, _, note)) = Self.outcome(mailbox) else {
             Issue.record("no snapshotRestored")
             return
         }
@@ -90,7 +93,7 @@ struct SnapshotRestoreTests {
         // The node's own take, as its background thread runs it, in the same directory.
         var own = KeyValueStore()
         own.put("mine", "1")
-        let taken = try NodeLoop.writeSnapshot(own, directory: follower.directory, level: 1, index: 5, term: 1, configuration: Self.configuration)
+        let taken = try StateFiles.writeSnapshot(own, directory: follower.directory, level: 1, index: 5, term: 1, configuration: Self.configuration)
         #expect(taken.index == 5)
         var offset = bytes.count / 2
         while offset < bytes.count {
@@ -99,7 +102,7 @@ struct SnapshotRestoreTests {
             offset = end
         }
         restore.install()
-        guard case let .snapshotRestored(installed, store, _, _) = Self.outcome(mailbox) else {
+        guard case let .node(.snapshotRestored(installed, store, _, _)) = Self.outcome(mailbox) else {
             Issue.record("the receive did not install after a take in the same directory")
             return
         }
@@ -121,7 +124,7 @@ struct SnapshotRestoreTests {
             let restore = try SnapshotRestore(receiving: receiver, from: "n1", mailbox: mailbox)
             try Self.transfer(bytes, chunk: 4096, restore)
             restore.install()
-            guard case let .snapshotRestoreFailed(failed, reason) = Self.outcome(mailbox) else {
+            guard case let .node(.snapshotRestoreFailed(failed, reason)) = Self.outcome(mailbox) else {
                 Issue.record("byte \(position): no snapshotRestoreFailed")
                 continue
             }
