@@ -13,13 +13,16 @@ EXPLORE_SLICE ?= 12
 FAULT_BUDGET ?= 20m
 FAULTS ?= stuck-peer-connection ignore-snapshot-after-restart
 
+# One build configuration for the tests and the harness (see Package.swift).
+export RAFT_OPTIMIZE_SIMULATION = 1
+
 build:
 	$(SWIFT) build
 
 # Unit tests and seeded simulation (at least 1,000 schedules), then a short summary.
 test:
-	RAFT_OPTIMIZE_SIMULATION=1 $(SWIFT) build --build-tests
-	RAFT_OPTIMIZE_SIMULATION=1 $(SWIFT) test
+	$(SWIFT) build --build-tests
+	$(SWIFT) test
 
 # Every harness/scenarios/*.scenario against real node processes, then those found by
 # explore (harness/scenarios/found/, when it has any), then a fixed slice of explore (seed 1;

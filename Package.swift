@@ -1,9 +1,12 @@
 // swift-tools-version:6.0
 import PackageDescription
 
-// `make test` sets RAFT_OPTIMIZE_SIMULATION so that the protocol and the simulator are
-// optimised inside the debug test build: the thousand seeded schedules then take a minute,
-// not several. Off by default, so that the package stays usable as a dependency.
+// The Makefile sets RAFT_OPTIMIZE_SIMULATION (for `make test` and every build the harness
+// runs from) so that the protocol, the node machine, storage and the simulators are optimised
+// inside the debug build: the thousand seeded schedules then take a minute, not several, and
+// a scenario in the simulator runs faster than against processes. One setting for all, so
+// that `make test` and `make test-cluster` share one build. Off by default, so that the
+// package stays usable as a dependency.
 let optimizeSimulation: [SwiftSetting] =
     Context.environment["RAFT_OPTIMIZE_SIMULATION"] != nil ? [.unsafeFlags(["-O"])] : []
 
@@ -42,7 +45,7 @@ let package = Package(
         .systemLibrary(
             name: "CZlib", path: "Sources/CZlib",
             providers: [.apt(["zlib1g-dev"]), .brew(["zlib"])]),
-        .target(name: "RaftStorage", dependencies: ["Raft", "CZlib"]),
+        .target(name: "RaftStorage", dependencies: ["Raft", "CZlib"], swiftSettings: optimizeSimulation),
         .executableTarget(name: "RaftFixtures", dependencies: ["RaftStorage", "Raft"]),
         .executableTarget(name: "RaftBench", dependencies: ["RaftStorage", "Raft", "CZlib"]),
         .executableTarget(name: "StorageCrashChild", dependencies: ["RaftStorage", "Raft"]),
@@ -67,11 +70,11 @@ let package = Package(
         ),
         // The node's outside as types: client requests and answers, status, events, settings,
         // parsers. No NIO: every side uses it (node, harness, checker, bench, tests).
-        .target(name: "RaftNodeWire", dependencies: ["Raft"]),
+        .target(name: "RaftNodeWire", dependencies: ["Raft"], swiftSettings: optimizeSimulation),
         // The node's decisions, pure: the core plus clients, deadlines, snapshot work, events.
         .target(name: "RaftNodeMachine", dependencies: ["Raft", "RaftNodeWire"], swiftSettings: optimizeSimulation),
         // What the two hosts of a node machine (process, simulator) share: event files, state files.
-        .target(name: "RaftNodeHost", dependencies: ["Raft", "RaftNodeWire", "RaftNodeMachine", "RaftStorage"]),
+        .target(name: "RaftNodeHost", dependencies: ["Raft", "RaftNodeWire", "RaftNodeMachine", "RaftStorage"], swiftSettings: optimizeSimulation),
         // The process runtime: runs the node machine with storage, transport, clock, client socket.
         .target(
             name: "RaftNode",
@@ -92,11 +95,12 @@ let package = Package(
         .target(
             name: "Harness",
             dependencies: [
-                "Raft", "RaftNodeWire", "RaftNodeMachine",
+                "Raft", "RaftNodeWire", "RaftNodeMachine", "RaftNodeHost", "RaftStorage",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
-            ]
+            ],
+            swiftSettings: optimizeSimulation
         ),
         .executableTarget(
             name: "HarnessCLI",

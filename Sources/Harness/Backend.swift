@@ -1,37 +1,30 @@
 import Raft
+import RaftNodeHost
 import RaftNodeWire
 
 /// What a node says of itself (the client protocol's `status`).
-public struct NodeStatus: Sendable, Hashable {
-    public var name: String
-    public var role: String
-    public var term: UInt64
-    public var leader: String?
-    public var commitIndex: UInt64
-    public var appliedIndex: UInt64
-    public var members: [String]
-    public var learners: [String]
-    /// The index of the configuration entry in force (committed when ≤ `commitIndex`).
-    public var configIndex: UInt64
-    public var digest: String
-    public var snapshotting: Bool
+public typealias NodeStatus = StatusReport
 
-    public init(
-        name: String, role: String, term: UInt64, leader: String?, commitIndex: UInt64, appliedIndex: UInt64,
-        members: [String], learners: [String], configIndex: UInt64 = 0, digest: String, snapshotting: Bool
-    ) {
-        self.configIndex = configIndex
-        self.name = name
-        self.role = role
-        self.term = term
-        self.leader = leader
-        self.commitIndex = commitIndex
-        self.appliedIndex = appliedIndex
-        self.members = members
-        self.learners = learners
-        self.digest = digest
-        self.snapshotting = snapshotting
-    }
+/// The time of a run: wall time against processes, simulated time in the simulator. The
+/// engine and the background clients read and wait on it, never on a clock of their own.
+public protocol RunClock: Sendable {
+    /// Milliseconds since the run began.
+    var nowMs: Int { get }
+    /// Microseconds since the UNIX epoch, for the run's timestamps.
+    var unixMicros: Int64 { get }
+    func sleep(ms: Int) async
+    /// Where the tasks the engine starts run (nil: the global executor).
+    var executor: (any TaskExecutor)? { get }
+}
+
+/// Wall time, for runs against processes.
+public struct WallClock: RunClock {
+    let start = ContinuousClock.now
+    public init() {}
+    public var nowMs: Int { start.duration(to: .now).milliseconds }
+    public var unixMicros: Int64 { wallClock() }
+    public func sleep(ms: Int) async { try? await Task.sleep(for: .milliseconds(max(0, ms))) }
+    public var executor: (any TaskExecutor)? { nil }
 }
 
 /// The answer to a client request, in the terms of SPEC section 5: acknowledged, refused
@@ -45,12 +38,12 @@ public enum WriteOutcome: Sendable, Hashable {
     case unknown(String, leader: String?)
     case failed(String)
 
-    /// The outcome of an answer with this `error` (nil when none was read: `why` says why).
-    public static func of(error: String, leader: String?) -> WriteOutcome {
+    /// The outcome of an answer with this `error`.
+    public static func of(error: ClientError, leader: String?) -> WriteOutcome {
         switch error {
-        case "not-leader", "busy", "config-change-in-progress", "shutting-down": .refused(error, leader: leader)
-        case "timeout", "leadership-lost": .unknown(error, leader: leader)
-        default: .failed(error)
+        case .notLeader, .busy, .configChangeInProgress, .shuttingDown: .refused(error.rawValue, leader: leader)
+        case .timeout, .leadershipLost: .unknown(error.rawValue, leader: leader)
+        case .badRequest: .failed(error.rawValue)
         }
     }
 
@@ -95,11 +88,17 @@ public protocol ClusterBackend: AnyObject, Sendable {
     /// Every node the back end has started.
     var known: [String] { get }
 
+    /// A power cut for one node: it dies, and what it wrote but did not fsync is lost.
+    func crash(_ name: String) async throws
+
+    /// The run's time.
+    var clock: any RunClock { get }
+
     func status(_ name: String) async -> NodeStatus?
     func put(_ name: String, key: String, value: String, timeoutMs: Int) async -> WriteOutcome
-    /// A client request answered `{"ok":true,...}` (snapshot, add, remove, get); any other
-    /// answer, or none, throws a `RequestFailure`.
-    func request(_ name: String, _ json: String, timeoutMs: Int) async throws(RequestFailure) -> [String: String]
+    /// A client request answered `ok` (snapshot, add, remove, get); any other answer, or
+    /// none, throws a `RequestFailure`.
+    func request(_ name: String, _ op: ClientOp, timeoutMs: Int) async throws(RequestFailure) -> ClientAnswer
     /// The events that `name` wrote since the scenario began (events.jsonl lines).
     func events(_ name: String) -> [String]
 

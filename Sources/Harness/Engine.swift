@@ -27,10 +27,13 @@ public final class Engine {
     public var check: (() async -> [String])?
     /// Called with each step's outcome line (for the person watching).
     public var progress: ((String) -> Void)?
-    let started = ContinuousClock.now
+    let clock: any RunClock
+    let startedMs: Int
 
     public init(backend: any ClusterBackend, recorder: any RunRecorder, seed: UInt64, clientName: String = "harness") {
         self.backend = backend
+        self.clock = backend.clock
+        self.startedMs = backend.clock.nowMs
         self.recorder = recorder
         self.rng = SeededRandom(seed: seed)
         self.clientName = clientName
@@ -77,13 +80,13 @@ public final class Engine {
                 }
                 continue
             }
-            let t0 = ContinuousClock.now
+            let t0 = clock.nowMs
             do {
                 let detail = try await perform(located.step)
-                report(located, "ok" + (detail.isEmpty ? "" : " (\(detail))"), ms: t0.duration(to: .now).milliseconds)
+                report(located, "ok" + (detail.isEmpty ? "" : " (\(detail))"), ms: clock.nowMs - t0)
             } catch {
                 let message = "\(error)"
-                report(located, "FAILED: \(message)", ms: t0.duration(to: .now).milliseconds)
+                report(located, "FAILED: \(message)", ms: clock.nowMs - t0)
                 return StepFailure(line: located.line, text: located.text, message: message)
             }
         }
@@ -91,7 +94,7 @@ public final class Engine {
     }
 
     func report(_ located: Located, _ outcome: String, ms: Int) {
-        let elapsed = started.duration(to: .now).milliseconds
+        let elapsed = clock.nowMs - startedMs
         let line = String(format: "%8.3fs  line %-3d %-40@ %@ [%dms]", Double(elapsed) / 1000, located.line, located.text as NSString, outcome as NSString, ms)
         recorder.log(line)
         progress?(line)
@@ -140,11 +143,11 @@ public final class Engine {
     }
 
     func awaitLeader(among: Set<String>?, withinMs: Int) async throws -> String {
-        let deadline = ContinuousClock.now + .milliseconds(withinMs)
+        let deadline = clock.nowMs + withinMs
         while true {
             if let l = await currentLeader(among: among) { return l }
-            guard ContinuousClock.now < deadline else { throw Failure("no leader within \(withinMs)ms") }
-            try await Task.sleep(for: .milliseconds(50))
+            guard clock.nowMs < deadline else { throw Failure("no leader within \(withinMs)ms") }
+            await clock.sleep(ms: 50)
         }
     }
 
@@ -182,8 +185,8 @@ public final class Engine {
         case let .wipe(ref):
             let n = try await resolve(ref)
             // A node just removed exits by itself (SPEC 2, remove): give it the time to.
-            let deadline = ContinuousClock.now + .milliseconds(defaultTimeoutMs)
-            while backend.running.contains(n) && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(50)) }
+            let deadline = clock.nowMs + defaultTimeoutMs
+            while backend.running.contains(n) && clock.nowMs < deadline { await clock.sleep(ms: 50) }
             guard !backend.running.contains(n) else { throw Failure("\(n) is running; stop or kill it first") }
             try await backend.wipe(n)
             return n
@@ -226,7 +229,7 @@ public final class Engine {
                 let finished = self.finished
                 let id = "\(batch)#\(tasks.count)"
                 tasks.append(
-                    Task {
+                    Task(executorPreference: clock.executor) {
                         let outcome = await backend.put(n, key: key, value: value, timeoutMs: timeout)
                         finished.withLockedValue { $0[id] = outcome }
                         return outcome
@@ -240,7 +243,7 @@ public final class Engine {
             return try await awaitCommitted(batch: batch, withinMs: within)
         case let .awaitNotCommitted(batch, forMs):
             let tasks = batches[batch] ?? []
-            try await Task.sleep(for: .milliseconds(forMs))
+            await clock.sleep(ms: forMs)
             var acked = 0
             for i in tasks.indices {
                 // Those still out after the wait are left to finish; only what ended counts.
@@ -263,18 +266,17 @@ public final class Engine {
             return "none acknowledged"
         case let .snapshot(ref):
             let n = try await resolve(ref)
-            let answer = try await backend.request(n, #"{"op":"snapshot"}"#, timeoutMs: defaultTimeoutMs)
-            return "\(n) at \(answer["index"] ?? "?")"
+            let answer = try await backend.request(n, .snapshot, timeoutMs: defaultTimeoutMs)
+            return "\(n) at \(answer.index.map(String.init) ?? "?")"
         case let .add(ref):
             let name = try await resolve(ref)
             let address = try await backend.startJoining(name, settings: settings)
-            let json = #"{"op":"add","node":"\#(name)","address":"\#(address)"}"#
-            return "\(name) at \(try await changeConfiguration(json, node: name, adding: true))"
+            return "\(name) at \(try await changeConfiguration(.add(node: name, address: address), node: name, adding: true))"
         case let .remove(ref):
             let n = try await resolve(ref)
-            return "\(n) at \(try await changeConfiguration(#"{"op":"remove","node":"\#(n)"}"#, node: n, adding: false))"
+            return "\(n) at \(try await changeConfiguration(.remove(node: n), node: n, adding: false))"
         case let .sleep(ms):
-            try await Task.sleep(for: .milliseconds(ms))
+            await clock.sleep(ms: ms)
             return ""
         case let .awaitLeader(among, within, binding):
             var names: Set<String>?
@@ -293,12 +295,12 @@ public final class Engine {
         case let .awaitNoLeader(among, forMs):
             var names = Set<String>()
             for ref in among { names.insert(try await resolve(ref)) }
-            let deadline = ContinuousClock.now + .milliseconds(forMs)
-            while ContinuousClock.now < deadline {
+            let deadline = clock.nowMs + forMs
+            while clock.nowMs < deadline {
                 for n in names.sorted() where backend.running.contains(n) && !backend.paused.contains(n) {
                     if let s = await backend.status(n), s.role == "leader" { throw Failure("\(n) leads term \(s.term)") }
                 }
-                try await Task.sleep(for: .milliseconds(50))
+                await clock.sleep(ms: 50)
             }
             return ""
         case let .awaitConverged(within):
@@ -308,11 +310,11 @@ public final class Engine {
             return try await awaitConverged(withinMs: within)
         case let .awaitSnapshotting(ref, within):
             let n = try await resolve(ref)
-            let deadline = ContinuousClock.now + .milliseconds(within)
+            let deadline = clock.nowMs + within
             while true {
                 if let s = await backend.status(n), s.role == "snapshotting" { return n }
-                guard ContinuousClock.now < deadline else { throw Failure("\(n) received no snapshot within \(within)ms") }
-                try await Task.sleep(for: .milliseconds(5))
+                guard clock.nowMs < deadline else { throw Failure("\(n) received no snapshot within \(within)ms") }
+                await clock.sleep(ms: 5)
             }
         case let .expectSnapshot(ref, what, atMost):
             let n = try await resolve(ref)
@@ -382,12 +384,11 @@ public final class Engine {
     /// seeded letters, so that values compress about as text does and snapshots have a
     /// realistic size.
     static func value(stamp: String, size: Int, rng: inout SeededRandom) -> String {
-        var filler = ""
-        filler.reserveCapacity(max(0, size - stamp.count))
-        for _ in 0..<max(0, size - stamp.count) {
-            filler.unicodeScalars.append(Unicode.Scalar(UInt8(ascii: "a") + UInt8(rng.next() % 26)))
-        }
-        return stamp + filler
+        var bytes = Array(stamp.utf8)
+        let fill = max(0, size - bytes.count)
+        bytes.reserveCapacity(bytes.count + fill)
+        for _ in 0..<fill { bytes.append(UInt8(ascii: "a") + UInt8(rng.next() % 26)) }
+        return String(decoding: bytes, as: UTF8.self)
     }
 
     func invoke(key: String, value: String) {
@@ -416,16 +417,16 @@ public final class Engine {
     /// whichever does.
     func write(to node: String?) async -> WriteOutcome {
         let (key, value) = nextWrite()
-        let deadline = ContinuousClock.now + .milliseconds(defaultTimeoutMs)
+        let deadline = clock.nowMs + defaultTimeoutMs
         var target = node
         var invoked = false
         var outcome = WriteOutcome.refused("no leader", leader: nil)
         var sawUnknown = false
-        while ContinuousClock.now < deadline {
+        while clock.nowMs < deadline {
             if target == nil {
                 target = await currentLeader(among: nil)
                 if target == nil {
-                    try? await Task.sleep(for: .milliseconds(50))
+                    await clock.sleep(ms: 50)
                     continue
                 }
             }
@@ -433,7 +434,7 @@ public final class Engine {
                 invoke(key: key, value: value)
                 invoked = true
             }
-            let left = Int(ContinuousClock.now.duration(to: deadline).milliseconds)
+            let left = deadline - clock.nowMs
             outcome = await backend.put(target!, key: key, value: value, timeoutMs: max(1, left))
             switch outcome {
             case .ok:
@@ -441,13 +442,13 @@ public final class Engine {
                 return outcome
             case let .refused(_, leader):
                 target = leader == target ? nil : leader
-                if target == nil { try? await Task.sleep(for: .milliseconds(50)) }
+                if target == nil { await clock.sleep(ms: 50) }
             case let .unknown(_, leader):
                 complete(key: key, value: value, outcome)
                 invoked = false
                 sawUnknown = true
                 target = leader == target ? nil : leader
-                if target == nil { try? await Task.sleep(for: .milliseconds(50)) }
+                if target == nil { await clock.sleep(ms: 50) }
             case .failed:
                 complete(key: key, value: value, outcome)
                 return outcome
@@ -463,13 +464,13 @@ public final class Engine {
     /// leader lost its role, say) is followed by a look at the new leader's configuration
     /// before the request is sent again: the change may have been carried on by it (a learner
     /// being promoted), and a second `add` of a member would be refused.
-    func changeConfiguration(_ json: String, node: String, adding: Bool) async throws -> String {
-        let deadline = ContinuousClock.now + .milliseconds(defaultTimeoutMs)
+    func changeConfiguration(_ op: ClientOp, node: String, adding: Bool) async throws -> String {
+        let deadline = clock.nowMs + defaultTimeoutMs
         var lastError = "no leader"
         var lookFirst = false
-        while ContinuousClock.now < deadline {
+        while clock.nowMs < deadline {
             guard let leader = await currentLeader(among: nil) else {
-                try await Task.sleep(for: .milliseconds(50))
+                await clock.sleep(ms: 50)
                 continue
             }
             if lookFirst, let s = await backend.status(leader) {
@@ -478,25 +479,25 @@ public final class Engine {
                 if !adding && committed && !s.members.contains(node) && !s.learners.contains(node) { return "\(s.configIndex)" }
                 if adding && s.learners.contains(node) {
                     lastError = "\(node) is a learner of \(leader), not yet promoted"
-                    try await Task.sleep(for: .milliseconds(100))
+                    await clock.sleep(ms: 100)
                     continue
                 }
             }
             do {
-                let left = Int(ContinuousClock.now.duration(to: deadline).milliseconds)
-                let answer = try await backend.request(leader, json, timeoutMs: max(1, left))
-                return answer["index"] ?? "?"
+                let left = deadline - clock.nowMs
+                let answer = try await backend.request(leader, op, timeoutMs: max(1, left))
+                return answer.index.map(String.init) ?? "?"
             } catch {
                 lastError = error.text
                 switch error.outcome {
                 case .refused, .ok:
-                    try await Task.sleep(for: .milliseconds(100))
+                    await clock.sleep(ms: 100)
                 case .unknown:
                     lookFirst = true
                 case .failed:
                     // Refused as invalid: perhaps because an earlier attempt did it already.
                     guard lookFirst else { throw Failure(error.text) }
-                    try await Task.sleep(for: .milliseconds(100))
+                    await clock.sleep(ms: 100)
                 }
             }
         }
@@ -508,10 +509,10 @@ public final class Engine {
     enum CommittedRead { case found, absent, unknown(String) }
 
     func committedValue(key: String, value: String, at node: String) async -> CommittedRead {
-        let json = #"{"op":"get","key":"# + jsonString(key) + "}"
         do {
-            let answer = try await backend.request(node, json, timeoutMs: min(defaultTimeoutMs, 2000))
-            return answer["value"] == value ? .found : .absent
+            let answer = try await backend.request(node, .get(key: key), timeoutMs: min(defaultTimeoutMs, 2000))
+            guard case let .read(read, _) = answer else { return .unknown("\(answer)") }
+            return read == value ? .found : .absent
         } catch {
             return .unknown(error.text)
         }
@@ -521,7 +522,7 @@ public final class Engine {
     /// answer left the outcome unknown) its value read back through the leader.
     func awaitCommitted(batch: String, withinMs: Int) async throws -> String {
         let tasks = batches[batch] ?? []
-        let deadline = ContinuousClock.now + .milliseconds(withinMs)
+        let deadline = clock.nowMs + withinMs
         var acked = 0
         var read = 0
         var missing: [String] = []
@@ -534,16 +535,16 @@ public final class Engine {
             }
             guard let r = pendingRecords.first(where: { $0.batch == batch && $0.index == i }) else { continue }
             var found = false
-            while !found && ContinuousClock.now < deadline {
+            while !found && clock.nowMs < deadline {
                 if let leader = await currentLeader(among: nil), case .found = await committedValue(key: r.key, value: r.value, at: leader) {
                     found = true
                 } else {
-                    try await Task.sleep(for: .milliseconds(100))
+                    await clock.sleep(ms: 100)
                 }
             }
             if found { read += 1 } else { missing.append("\(r.key) (\(outcome))") }
         }
-        guard missing.isEmpty, ContinuousClock.now <= deadline else {
+        guard missing.isEmpty, clock.nowMs <= deadline else {
             throw Failure("\(acked + read) of \(tasks.count) of \(batch) committed within \(withinMs)ms; not: \(missing.joined(separator: ", "))")
         }
         return read == 0 ? "\(acked) acknowledged" : "\(acked) acknowledged, \(read) read back committed"
@@ -552,7 +553,7 @@ public final class Engine {
     // MARK: Convergence
 
     func awaitConverged(withinMs: Int) async throws -> String {
-        let deadline = ContinuousClock.now + .milliseconds(withinMs)
+        let deadline = clock.nowMs + withinMs
         var why = ""
         while true {
             var statuses: [NodeStatus] = []
@@ -572,8 +573,8 @@ public final class Engine {
             } else {
                 why = "no running member answers"
             }
-            guard ContinuousClock.now < deadline else { throw Failure("not converged within \(withinMs)ms: \(why)") }
-            try await Task.sleep(for: .milliseconds(100))
+            guard clock.nowMs < deadline else { throw Failure("not converged within \(withinMs)ms: \(why)") }
+            await clock.sleep(ms: 100)
         }
     }
 }

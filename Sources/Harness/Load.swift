@@ -21,6 +21,7 @@ final class LoadClients: Sendable {
     }
 
     private let control = NIOLockedValueBox(Control())
+    private let clock: any RunClock
     private let tasks: NIOLockedValueBox<[Task<Void, Never>]> = NIOLockedValueBox([])
 
     struct Settings: Sendable {
@@ -33,9 +34,11 @@ final class LoadClients: Sendable {
     }
 
     init(_ settings: Settings, backend: any ClusterBackend, recorder: any RunRecorder & Sendable) {
+        clock = backend.clock
         var started: [Task<Void, Never>] = []
+        let backendClock = backend.clock
         for i in 0..<settings.clients {
-            started.append(Task.detached { [self] in await self.client(i, settings, backend, recorder) })
+            started.append(Task(executorPreference: backendClock.executor) { [self] in await self.client(i, settings, backend, recorder) })
         }
         tasks.withLockedValue { $0 = started }
     }
@@ -45,7 +48,7 @@ final class LoadClients: Sendable {
     func pause() async {
         control.withLockedValue { $0.paused = true }
         // The operations in flight end (each within the timeout).
-        while control.withLockedValue({ $0.inFlight > 0 && !$0.stopped }) { try? await Task.sleep(for: .milliseconds(10)) }
+        while control.withLockedValue({ $0.inFlight > 0 && !$0.stopped }) { await clock.sleep(ms: 10) }
     }
 
     func resume() { control.withLockedValue { $0.paused = false } }
@@ -64,12 +67,12 @@ final class LoadClients: Sendable {
             let (stopped, paused) = control.withLockedValue { ($0.stopped, $0.paused) }
             if stopped { return }
             if paused {
-                try? await Task.sleep(for: .milliseconds(20))
+                await backend.clock.sleep(ms: 20)
                 continue
             }
             if target == nil { target = await Engine.currentLeader(backend, among: nil) }
             guard target != nil else {
-                try? await Task.sleep(for: .milliseconds(50))
+                await backend.clock.sleep(ms: 50)
                 continue
             }
             let name = generation == 0 ? "load-\(i)" : "load-\(i).\(generation)"
@@ -88,24 +91,27 @@ final class LoadClients: Sendable {
                 recorder.history([("type", type), ("op", op), ("client", name), ("key", key)] + (v.map { [("value", $0)] } ?? []) + extra)
             }
             record("invoke")
-            let deadline = ContinuousClock.now + .milliseconds(s.timeoutMs)
+            let deadline = backend.clock.nowMs + s.timeoutMs
             var ended = false
             while !ended {
-                guard let node = target, ContinuousClock.now < deadline else {
+                guard let node = target, backend.clock.nowMs < deadline else {
                     // Out of time, or no leader found: never proposed by the last try.
                     record("fail")
                     break
                 }
-                let left = max(1, Int(ContinuousClock.now.duration(to: deadline).milliseconds))
+                let left = max(1, deadline - backend.clock.nowMs)
                 let outcome: WriteOutcome
                 var read: String?
                 if isGet {
                     do {
-                        let answer = try await backend.request(node, #"{"op":"get","key":"# + jsonString(key) + "}", timeoutMs: left)
-                        read = answer["value"] ?? historyNull
-                        outcome = .ok(index: UInt64(answer["index"] ?? "") ?? 0, term: 0)
+                        let answer = try await backend.request(node, .get(key: key), timeoutMs: left)
+                        guard case let .read(value, index) = answer else { throw RequestFailure(.failed("not a read"), "\(answer)") }
+                        read = value ?? historyNull
+                        outcome = .ok(index: index, term: 0)
+                    } catch let failure as RequestFailure {
+                        outcome = failure.outcome
                     } catch {
-                        outcome = error.outcome
+                        outcome = .failed("\(error)")
                     }
                 } else {
                     outcome = await backend.put(node, key: key, value: value, timeoutMs: left)
@@ -121,7 +127,7 @@ final class LoadClients: Sendable {
                 case let .refused(_, leader):
                     target = leader == node ? nil : leader
                     if target == nil {
-                        try? await Task.sleep(for: .milliseconds(50))
+                        await backend.clock.sleep(ms: 50)
                         target = await Engine.currentLeader(backend, among: nil)
                     }
                 case let .unknown(_, leader):

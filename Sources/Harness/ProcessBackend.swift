@@ -363,59 +363,41 @@ public final class ProcessBackend: ClusterBackend {
 
     // MARK: Client
 
-    func parse(_ line: String) -> [String: Any]? {
-        (try? JSONSerialization.jsonObject(with: Data(line.utf8))) as? [String: Any]
-    }
-
     public func status(_ name: String) async -> NodeStatus? {
-        guard let path = try? clientPath(name) else { return nil }
-        guard case let .answer(line) = await NodeClient.send(#"{"id":1,"op":"status"}"#, to: path, timeoutMs: statusTimeoutMs, group: group),
-            let o = parse(line), o["ok"] as? Bool == true
-        else { return nil }
-        func u(_ k: String) -> UInt64 { (o[k] as? NSNumber)?.uint64Value ?? 0 }
-        return NodeStatus(
-            name: o["name"] as? String ?? name, role: o["role"] as? String ?? "?", term: u("term"), leader: o["leader"] as? String,
-            commitIndex: u("commitIndex"), appliedIndex: u("appliedIndex"), members: o["members"] as? [String] ?? [],
-            learners: o["learners"] as? [String] ?? [], configIndex: u("configIndex"), digest: o["digest"] as? String ?? "",
-            snapshotting: o["snapshotting"] as? Bool ?? false)
+        guard case let .status(s)? = try? await request(name, .status, timeoutMs: statusTimeoutMs) else { return nil }
+        return s
     }
 
     public func put(_ name: String, key: String, value: String, timeoutMs: Int) async -> WriteOutcome {
-        let line = #"{"id":1,"op":"put","key":"# + jsonString(key) + #","value":"# + jsonString(value) + "}"
         do {
-            let o = try await request(name, line, timeoutMs: timeoutMs)
-            return .ok(index: UInt64(o["index"] ?? "") ?? 0, term: UInt64(o["term"] ?? "") ?? 0)
+            let answer = try await request(name, .put(key: key, value: value), timeoutMs: timeoutMs)
+            guard case let .written(index, term) = answer else { return .failed("not a write's answer: \(answer)") }
+            return .ok(index: index, term: term)
         } catch {
             return error.outcome
         }
     }
 
-    public func request(_ name: String, _ json: String, timeoutMs: Int) async throws(RequestFailure) -> [String: String] {
-        var line = json
-        if !line.contains(#""id""#), line.hasPrefix("{") { line = #"{"id":1,"# + line.dropFirst() }
+    public func request(_ name: String, _ op: ClientOp, timeoutMs: Int) async throws(RequestFailure) -> ClientAnswer {
         guard let path = try? clientPath(name) else { throw RequestFailure(.refused("not sent", leader: nil), "no client socket for \(name)") }
-        switch await NodeClient.send(line, to: path, timeoutMs: timeoutMs, group: group) {
+        switch await NodeClient.send(op.line(id: .int(1)), to: path, timeoutMs: timeoutMs, group: group) {
         case let .notSent(why): throw RequestFailure(.refused("not sent", leader: nil), why)
         case let .noAnswer(why): throw RequestFailure(.unknown("no answer", leader: nil), why)
         case let .answer(text):
-            guard let o = parse(text) else { throw RequestFailure(.failed("unreadable answer"), "unreadable answer from \(name): \(text)") }
-            guard o["ok"] as? Bool == true else {
-                throw RequestFailure(.of(error: o["error"] as? String ?? "", leader: o["leader"] as? String), "\(name) answered \(text)")
+            guard let answer = ClientAnswer(parsing: text, for: op) else {
+                throw RequestFailure(.failed("unreadable answer"), "unreadable answer from \(name): \(text)")
             }
-            var out: [String: String] = [:]
-            for (k, v) in o {
-                if let s = v as? String {
-                    out[k] = s
-                } else if let n = v as? NSNumber {
-                    out[k] = n.stringValue
-                } else if v is NSNull {
-                    continue
-                } else {
-                    out[k] = "\(v)"
-                }
+            if case let .failed(error, leader, _) = answer {
+                throw RequestFailure(.of(error: error, leader: leader), "\(name) answered \(text)")
             }
-            return out
+            return answer
         }
+    }
+
+    public let clock: any RunClock = WallClock()
+
+    public func crash(_ name: String) async throws {
+        throw Failure("crash is not carried out against processes yet")
     }
 
     public func events(_ name: String) -> [String] {

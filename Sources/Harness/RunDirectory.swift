@@ -1,4 +1,5 @@
 import Foundation
+import RaftNodeWire
 import NIOConcurrencyHelpers
 
 /// Writes a run's `harness.log` and `history.jsonl` (SPEC section 3), each line flushed as
@@ -6,9 +7,11 @@ import NIOConcurrencyHelpers
 public final class RunDirectoryRecorder: RunRecorder, Sendable {
     public let directory: String
     private let files: NIOLockedValueBox<(log: FileHandle, history: FileHandle)>
+    private let clock: any RunClock
 
-    public init(directory: String) throws {
+    public init(directory: String, clock: any RunClock = WallClock()) throws {
         self.directory = directory
+        self.clock = clock
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         func open(_ name: String) throws -> FileHandle {
             let path = directory + "/" + name
@@ -37,7 +40,7 @@ public final class RunDirectoryRecorder: RunRecorder, Sendable {
                 parts.append(jsonString(k) + ":" + jsonString(v))
             }
         }
-        parts.append(#""ts":"# + jsonString(timestamp()))
+        parts.append(#""ts":"# + jsonString(Timestamp.rfc3339(unixMicros: clock.unixMicros)))
         let line = "{" + parts.joined(separator: ",") + "}\n"
         files.withLockedValue { try? $0.history.write(contentsOf: Data(line.utf8)) }
     }
@@ -84,12 +87,15 @@ public struct RunReport: Sendable {
 
     public var scenario: String
     public var seed: UInt64
+    /// `process` or `sim`.
+    public var world: String
     public var checks: [Check]
     public var ms: Int
 
-    public init(scenario: String, seed: UInt64, checks: [Check], ms: Int) {
+    public init(scenario: String, seed: UInt64, world: String = "process", checks: [Check], ms: Int) {
         self.scenario = scenario
         self.seed = seed
+        self.world = world
         self.checks = checks
         self.ms = ms
     }
@@ -102,7 +108,7 @@ public struct RunReport: Sendable {
             "{" + #""name":"# + jsonString($0.name) + #","passed":"# + ($0.passed ? "true" : "false") + #","evidence":"#
                 + list($0.evidence) + #","notes":"# + list($0.notes) + "}"
         }
-        return "{" + #""scenario":"# + jsonString(scenario) + #","seed":"# + "\(seed)" + #","world":"process","verdict":"#
+        return "{" + #""scenario":"# + jsonString(scenario) + #","seed":"# + "\(seed)" + #","world":"# + jsonString(world) + #","verdict":"#
             + (passed ? #""pass""# : #""fail""#) + #","checks":["# + checks.joined(separator: ",") + #"],"ms":"# + "\(ms)}\n"
     }
 

@@ -1,4 +1,5 @@
 import Foundation
+import RaftNodeWire
 
 /// The run in progress, for a signal handler that must write its report.
 public struct RunInProgress: Sendable {
@@ -18,8 +19,14 @@ public struct RunOutcome: Sendable {
 /// Runs one scenario into a run directory against real processes, then the checker; shared
 /// by `harness run` and `harness explore`.
 public struct ScenarioRunner: Sendable {
+    /// Where a scenario runs: real raft-node processes, or the seeded simulator.
+    public enum World: String, Sendable {
+        case process, sim
+    }
+
     /// The raft-node binary; nil for the one beside the harness.
     public var nodeBinary: String?
+    public var world: World = .process
     /// The checker of SPEC section 3 over a finished run directory (HarnessCheck's; passed in
     /// so that this module does not depend on it).
     public var checker: @Sendable (String) -> [RunReport.Check]
@@ -52,14 +59,26 @@ public struct ScenarioRunner: Sendable {
             try? Data(scenarioText.utf8).write(to: URL(fileURLWithPath: directory + "/" + scenario.name + ".scenario"))
         }
         let recorder: RunDirectoryRecorder
-        let backend: ProcessBackend
+        let backend: any ClusterBackend
+        let header: String
         do {
-            recorder = try RunDirectoryRecorder(directory: directory)
-            backend = try ProcessBackend(runDirectory: directory, nodeBinary: nodeBinary, seed: seed)
+            switch world {
+            case .process:
+                let processes = try ProcessBackend(runDirectory: directory, nodeBinary: nodeBinary, seed: seed)
+                backend = processes
+                recorder = try RunDirectoryRecorder(directory: directory)
+                header = "raft-node \(processes.nodeBinary) sockets \(processes.socketDirectory) started \(timestamp())"
+            case .sim:
+                let cluster = try SimulatedCluster(runDirectory: directory, seed: seed)
+                backend = cluster
+                recorder = try RunDirectoryRecorder(directory: directory, clock: cluster.clock)
+                header = "world sim started \(Timestamp.rfc3339(unixMicros: cluster.clock.unixMicros))"
+            }
         } catch {
             say("    could not start: \(error)")
             let report = RunReport(
-                scenario: scenario.name, seed: seed, checks: [.init(name: "steps", passed: false, evidence: ["\(error)"])], ms: elapsed())
+                scenario: scenario.name, seed: seed, world: world.rawValue, checks: [.init(name: "steps", passed: false, evidence: ["\(error)"])],
+                ms: elapsed())
             try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
             keepText()
             try? report.write(to: directory)
@@ -69,21 +88,38 @@ public struct ScenarioRunner: Sendable {
         keepText()
         onRun?(RunInProgress(directory: directory, scenario: scenario.name, seed: seed, started: started))
         // `started` gives the wall time of the step times below (seconds since it).
-        recorder.log(
-            "scenario \(scenario.name) file \(scenario.file) seed \(seed) raft-node \(backend.nodeBinary) sockets \(backend.socketDirectory) started \(timestamp())"
-        )
+        recorder.log("scenario \(scenario.name) file \(scenario.file) seed \(seed) \(header)")
         let engine = Engine(backend: backend, recorder: recorder, seed: seed)
         if let output { engine.progress = { output("  " + $0) } }
         let checker = self.checker
         engine.check = { checker(directory).filter { !$0.passed }.flatMap { c in c.evidence.map { "\(c.name): \($0)" } } }
-        let failure = await engine.run(scenario)
-        await backend.shutdown()
+        let failure: Engine.StepFailure?
+        let runMs: () -> Int
+        switch backend {
+        case let cluster as SimulatedCluster:
+            let box = EngineBox(engine: engine, scenario: scenario)
+            do {
+                failure = try await cluster.run {
+                    let f = await box.engine.run(box.scenario)
+                    await cluster.shutdown()
+                    return f
+                }
+            } catch {
+                failure = Engine.StepFailure(line: 0, text: "simulation", message: "\(error)")
+            }
+            let clock = cluster.clock
+            runMs = { clock.nowMs }
+        default:
+            failure = await engine.run(scenario)
+            await backend.shutdown()
+            runMs = elapsed
+        }
         var checks = [
             RunReport.Check(
                 name: "steps", passed: failure == nil, evidence: failure.map { ["\(scenario.file):\($0)"] } ?? [])
         ]
         checks += checker(directory)
-        let report = RunReport(scenario: scenario.name, seed: seed, checks: checks, ms: elapsed())
+        let report = RunReport(scenario: scenario.name, seed: seed, world: world.rawValue, checks: checks, ms: runMs())
         for c in checks where !c.passed {
             say("  check \(c.name) FAILED")
             for e in c.evidence { say("    \(e)") }
@@ -99,4 +135,10 @@ public struct ScenarioRunner: Sendable {
         say("=== \(scenario.name): \(report.passed ? "pass" : "FAIL") in \(String(format: "%.1f", Double(report.ms) / 1000))s")
         return RunOutcome(report: report, stepFailure: failure, directory: directory)
     }
+}
+
+/// The engine handed to the simulator's thread, which alone runs it.
+private struct EngineBox: @unchecked Sendable {
+    let engine: Engine
+    let scenario: Scenario
 }

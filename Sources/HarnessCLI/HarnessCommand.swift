@@ -31,10 +31,13 @@ func fail(_ message: String, code: Int32 = 2) -> ExitCode {
 
 struct Run: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Runs scenario files, each into RUNS/<scenario>-<seed>/; exit 0 only if every one passed.")
+        abstract: "Runs scenario files, each into RUNS/<scenario>-<seed>/ (-sim/ in the simulator); exit 0 only if every one passed.")
 
     @Argument(help: "Scenario files (.scenario).")
     var files: [String]
+
+    @Flag(help: "Run in the seeded simulator (simulated time, the same node machines over a simulated network) instead of processes.")
+    var sim = false
 
     @Option(help: "Seed for the choices a scenario leaves open (follower choice, network loss and delay); random by default.")
     var seed: UInt64?
@@ -62,18 +65,21 @@ struct Run: AsyncParsableCommand {
         if let dup = names.first(where: { n in names.filter { $0 == n }.count > 1 }) {
             throw fail("two scenarios are named \(dup); their run directories would collide")
         }
-        if let raftNode, !FileManager.default.isExecutableFile(atPath: raftNode) { throw fail("--raft-node \(raftNode) is not an executable file") }
-        guard raftNode != nil || ProcessBackend.locateNodeBinary() != nil else {
-            throw fail("cannot find raft-node beside the harness; build it (swift build) or pass --raft-node PATH")
+        if !sim {
+            if let raftNode, !FileManager.default.isExecutableFile(atPath: raftNode) { throw fail("--raft-node \(raftNode) is not an executable file") }
+            guard raftNode != nil || ProcessBackend.locateNodeBinary() != nil else {
+                throw fail("cannot find raft-node beside the harness; build it (swift build) or pass --raft-node PATH")
+            }
         }
         let seed = self.seed ?? UInt64.random(in: 1...999_999)
         Interruption.install()
-        print("harness: \(scenarios.count) scenario(s), seed \(seed), runs in \(runs)/")
+        print("harness: \(scenarios.count) scenario(s), seed \(seed), \(sim ? "in the simulator" : "against processes"), runs in \(runs)/")
         var rows: [(String, Bool, Int, Int, Int, String)] = []
-        let runner = ScenarioRunner(
+        var runner = ScenarioRunner(
             nodeBinary: raftNode, checker: { Checking.results($0) }, output: { print($0) }, onRun: { Interruption.current($0) })
+        runner.world = sim ? .sim : .process
         for scenario in scenarios {
-            let dir = runs + "/" + scenario.name + "-\(seed)"
+            let dir = runs + "/" + scenario.name + "-\(seed)" + (sim ? "-sim" : "")
             let report = await runner.run(scenario, seed: seed, directory: dir).report
             let counts = runCounts(dir)
             rows.append((scenario.name, report.passed, report.ms, counts.snapshotsInstalled, counts.elections, dir))

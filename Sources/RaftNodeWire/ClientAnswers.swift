@@ -147,4 +147,79 @@ public enum ClientAnswer: Sendable, Hashable {
 
     /// The answer line, without its newline.
     public func line(id: JSONValue) -> String { JSONValue.object(fields(id: id)).serialized }
+
+    /// The index an `ok` answer names (nil for a status or a failure).
+    public var index: LogIndex? {
+        switch self {
+        case let .written(i, _), let .read(_, i), let .done(i): i
+        case .status, .failed: nil
+        }
+    }
+}
+
+extension ClientAnswer {
+    /// Reads the answer line to `op`; nil when it is not an answer of SPEC section 5 (an
+    /// unknown error included).
+    public init?(parsing line: String, for op: ClientOp) {
+        guard let o = JSONValue.parse(line), let ok = o["ok"]?.boolValue else { return nil }
+        func index() -> LogIndex? { o["index"]?.intValue.flatMap { $0 >= 0 ? LogIndex($0) : nil } }
+        guard ok else {
+            guard let e = o["error"]?.stringValue.flatMap(ClientError.init(rawValue:)) else { return nil }
+            self = .failed(e, leader: o["leader"]?.stringValue, detail: o["detail"]?.stringValue)
+            return
+        }
+        switch op {
+        case .put, .delete:
+            guard let i = index(), let t = o["term"]?.intValue, t >= 0 else { return nil }
+            self = .written(index: i, term: Term(t))
+        case .get:
+            guard let i = index(), let v = o["value"] else { return nil }
+            if v == .null {
+                self = .read(value: nil, index: i)
+            } else if let s = v.stringValue {
+                self = .read(value: s, index: i)
+            } else {
+                return nil
+            }
+        case .status:
+            guard let s = StatusReport(o) else { return nil }
+            self = .status(s)
+        case .snapshot, .add, .remove:
+            guard let i = index() else { return nil }
+            self = .done(index: i)
+        }
+    }
+}
+
+extension StatusReport {
+    /// From a `status` answer's object; nil when a field is missing or of the wrong kind.
+    public init?(_ o: JSONValue) {
+        func u(_ k: String) -> UInt64? { o[k]?.intValue.flatMap { $0 >= 0 ? UInt64($0) : nil } }
+        func names(_ k: String) -> [String]? {
+            guard case let .array(xs)? = o[k] else { return nil }
+            let out = xs.compactMap(\.stringValue)
+            return out.count == xs.count ? out : nil
+        }
+        guard let name = o["name"]?.stringValue, let role = o["role"]?.stringValue, let term = u("term"),
+            let commit = u("commitIndex"), let applied = u("appliedIndex"), let members = names("members"),
+            let learners = names("learners"), let digest = o["digest"]?.stringValue, let snapshotting = o["snapshotting"]?.boolValue
+        else { return nil }
+        var peers: [(NodeID, PeerProgressReport)]?
+        if case let .object(ps)? = o["peers"] {
+            peers = ps.compactMap { name, p in
+                guard let state = p["state"]?.stringValue, let m = p["match"]?.intValue, let n = p["next"]?.intValue else { return nil }
+                var transfer: PeerProgressReport.Transfer?
+                if let i = p["index"]?.intValue, let off = p["offset"]?.intValue, let b = p["bytes"]?.intValue {
+                    transfer = .init(
+                        index: LogIndex(i), offset: UInt64(off), bytes: UInt64(b), accepted: p["accepted"]?.boolValue ?? false,
+                        installing: p["installing"]?.boolValue ?? false)
+                }
+                return (name, PeerProgressReport(state: state, match: LogIndex(m), next: LogIndex(n), lastHeardMs: p["lastHeardMs"]?.intValue ?? 0, transfer: transfer))
+            }
+        }
+        self.init(
+            name: name, role: role, term: term, leader: o["leader"]?.stringValue, commitIndex: commit, appliedIndex: applied,
+            lastIndex: u("lastIndex") ?? 0, snapshotIndex: u("snapshotIndex") ?? 0, members: members, learners: learners,
+            configIndex: u("configIndex") ?? 0, digest: digest, snapshotting: snapshotting, peers: peers)
+    }
 }

@@ -50,3 +50,20 @@ public func parseClientRequest(_ line: UnsafeRawBufferPointer) -> (id: JSONValue
         return (id, nil, "unknown op \"\(op)\"")
     }
 }
+
+extension ClientOp {
+    /// The request line (without its newline) that asks this with `id`.
+    public func line(id: JSONValue) -> String {
+        var f: [(String, JSONValue)] = [("id", id)]
+        switch self {
+        case let .put(key, value): f += [("op", .string("put")), ("key", .string(key)), ("value", .string(value))]
+        case let .delete(key): f += [("op", .string("delete")), ("key", .string(key))]
+        case let .get(key): f += [("op", .string("get")), ("key", .string(key))]
+        case .status: f += [("op", .string("status"))]
+        case .snapshot: f += [("op", .string("snapshot"))]
+        case let .add(node, address): f += [("op", .string("add")), ("node", .string(node)), ("address", .string(address))]
+        case let .remove(node): f += [("op", .string("remove")), ("node", .string(node))]
+        }
+        return JSONValue.object(f).serialized
+    }
+}

@@ -27,6 +27,8 @@ public enum JSONValue: Sendable, Hashable {
 
     /// `s` as a JSON string literal.
     public static func quote(_ s: String) -> String {
+        // Most strings need no escape: one pass over the bytes, then one copy.
+        if !s.utf8.contains(where: { $0 < 0x20 || $0 == 0x22 || $0 == 0x5C }) { return "\"" + s + "\"" }
         var out = "\""
         for u in s.unicodeScalars {
             switch u {

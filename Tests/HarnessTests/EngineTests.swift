@@ -51,7 +51,8 @@ final class FakeBackend: ClusterBackend, @unchecked Sendable {
             guard up.contains(name), !pausedNodes.contains(name) else { return nil }
             return NodeStatus(
                 name: name, role: name == l ? "leader" : "follower", term: 1, leader: l, commitIndex: index, appliedIndex: index,
-                members: members, learners: [], digest: "d\(index)", snapshotting: false)
+                lastIndex: index, snapshotIndex: 0, members: members, learners: [], configIndex: 0, digest: "d\(index)",
+                snapshotting: false, peers: nil)
         }
     }
 
@@ -70,14 +71,17 @@ final class FakeBackend: ClusterBackend, @unchecked Sendable {
         }
     }
 
-    func request(_ name: String, _ json: String, timeoutMs: Int) async throws(RequestFailure) -> [String: String] {
+    func request(_ name: String, _ op: ClientOp, timeoutMs: Int) async throws(RequestFailure) -> ClientAnswer {
         locked {
-            calls.append("request \(name) \(json)")
-            if json.contains(#""op":"add""#), let n = json.split(separator: "\"").dropFirst(7).first { members.append(String(n)) }
+            calls.append("request \(name) \(op.line(id: .int(1)))")
+            if case let .add(n, _) = op { members.append(n) }
             index += 1
-            return ["index": "\(index)"]
+            return .done(index: index)
         }
     }
+
+    func crash(_ name: String) async throws { locked { up.remove(name); calls.append("crash \(name)") } }
+    let clock: any RunClock = WallClock()
 
     func events(_ name: String) -> [String] { [] }
     func shutdown() async {}

@@ -1,0 +1,345 @@
+import Foundation
+import Raft
+import RaftNodeHost
+import RaftNodeMachine
+import RaftNodeWire
+import RaftStorage
+
+/// How long the work of a node takes in simulated time, from what `make bench` measured on
+/// the development machine (README, "Speed"): appends with one fdatasync each ran at 3,795/s
+/// and 128 of 128 bytes at 237,370/s (so about 250 µs a sync plus 60 MB/s); a snapshot was
+/// written at 32.4 MB/s of state and read back at 153 MB/s, compressed to 64.1 %; a transfer
+/// between processes ran at about 400 MB/s.
+struct SimulatedRates: Sendable {
+    var turnUs: Int64 = 20
+    var syncUs: Int64 = 250
+    var syncBytesPerSecond: Int64 = 60_000_000
+    var snapshotWriteStateBytesPerSecond: Int64 = 32_400_000
+    var snapshotReadStateBytesPerSecond: Int64 = 153_000_000
+    var compressedFraction = 0.641
+    var linkUs: Int64 = 60
+    var linkBytesPerSecond: Int64 = 400_000_000
+    /// What a node's loop spends on each byte it receives or sends (framing, checksums,
+    /// copies): with it, 64 KiB puts run at about the 29 MB/s of the bench's bulk load.
+    var cpuBytesPerSecond: Int64 = 150_000_000
+    /// A client's request or answer on its socket.
+    var clientUs: Int64 = 40
+
+    func us(_ bytes: Int, perSecond rate: Int64) -> Int64 { Int64(bytes) * 1_000_000 / max(1, rate) }
+
+    /// Writing a snapshot file of `fileBytes` (compressed).
+    func snapshotWriteUs(fileBytes: UInt64) -> Int64 {
+        2000 + us(Int(Double(fileBytes) / compressedFraction), perSecond: snapshotWriteStateBytesPerSecond)
+    }
+
+    func snapshotReadUs(fileBytes: UInt64) -> Int64 {
+        1000 + us(Int(Double(fileBytes) / compressedFraction), perSecond: snapshotReadStateBytesPerSecond)
+    }
+}
+
+/// One simulated raft-node process: the same `NodeMachine` as the process runtime, over the
+/// real RaftStorage code on real files in the run directory, with a simulated network and
+/// clock. A turn takes the node's inputs, then carries out its outputs; the turn lasts as
+/// long as its fsyncs (`SimulatedRates`), and what it sends leaves at the turn's end.
+final class SimulatedNode {
+    let name: String
+    let dataDir: String
+    let incarnation: Int
+    var machine: NodeMachine
+    let storage: NodeStorage
+    let events: EventLog
+    let nodeLog: NodeLog
+    unowned let cluster: SimulatedCluster
+
+    var paused = false
+    /// Inputs not yet taken (while paused, or while a turn is under way).
+    var inbox: [NodeInput] = []
+    var turnScheduled = false
+    var busyUntilUs: Int64 = 0
+    var wakeAtUs: Int64?
+    /// Senders this node accepts (nil: any of the cluster), as the machine last said.
+    var knownSenders: Set<NodeID>?
+    var receiver: SnapshotReceiver?
+    /// A restore scheduled to finish; cancelled when the receive is aborted.
+    var installing: (meta: SnapshotMetadata, cancelled: Bool)?
+    var openSnapshotFiles: [LogIndex: SnapshotFile] = [:]
+    /// Clients waiting for answers, by token.
+    var clients: [ClientToken: (ClientAnswer?) -> Void] = [:]
+    var nextToken: ClientToken = 1
+    var stopped = false
+
+    init(cluster: SimulatedCluster, name: String, dataDir: String, incarnation: Int, settings: NodeSettings, addresses: [NodeID: String], seed: UInt64) throws {
+        self.cluster = cluster
+        self.name = name
+        self.dataDir = dataDir
+        self.incarnation = incarnation
+        let clock = cluster.unixClock
+        storage = try NodeStorage(directory: dataDir)
+        events = EventLog(path: dataDir + "/events.jsonl", node: name, clock: clock)
+        let nodeLog = NodeLog(path: dataDir + "/node.log", clock: clock)
+        self.nodeLog = nodeLog
+        events.mirror = { nodeLog.write($0) }
+        nodeLog.write("raft-node \(name) starting (simulated): data nodes/\(name), peers at sim:\(name)")
+        let state = try storage.durableState()
+        let store = try StateFiles.restoreLatest(storage)
+        var config = NodeMachine.Config(
+            name: name, settings: settings.core, tickMs: settings.tickMs, requestTimeoutMs: settings.requestTimeoutMs,
+            initialAddresses: addresses)
+        config.ignoreSnapshotAfterRestart = false
+        machine = NodeMachine(config: config, seed: seed, state: state, store: store, now: cluster.nowMs)
+        busyUntilUs = cluster.timeline.nowUs
+        takeTurn()
+    }
+
+    var rates: SimulatedRates { cluster.rates }
+
+    // MARK: Inputs
+
+    func deliver(_ input: NodeInput) {
+        guard !stopped else {
+            if case let .client(token, _) = input { finishClient(token, nil) }
+            return
+        }
+        inbox.append(input)
+        scheduleTurn()
+    }
+
+    func scheduleTurn(at: Int64? = nil) {
+        guard !paused, !stopped, !turnScheduled else { return }
+        turnScheduled = true
+        let when = max(at ?? cluster.timeline.nowUs, busyUntilUs)
+        let me = incarnation
+        cluster.timeline.schedule(at: when) { [weak self] in
+            guard let self, self.incarnation == me else { return }
+            self.turnScheduled = false
+            self.takeTurn()
+        }
+    }
+
+    /// A client request; `done` gets the answer, or nil when none will come.
+    func request(_ op: ClientOp, done: @escaping (ClientAnswer?) -> Void) -> ClientToken {
+        let token = nextToken
+        nextToken += 1
+        clients[token] = done
+        deliver(.client(token, op))
+        return token
+    }
+
+    func finishClient(_ token: ClientToken, _ answer: ClientAnswer?) {
+        guard let done = clients.removeValue(forKey: token) else { return }
+        done(answer)
+    }
+
+    /// One turn of the node's loop: inputs, the clock, then the outputs.
+    func takeTurn() {
+        guard !paused, !stopped else { return }
+        let startUs = max(cluster.timeline.nowUs, busyUntilUs)
+        var costUs = rates.turnUs
+        let now = Millis(startUs / 1000)
+        let inputs = inbox
+        inbox.removeAll()
+        var bytes = 0
+        for input in inputs {
+            switch input {
+            case let .message(m): bytes += SimulatedCluster.approximateSize(m)
+            case let .client(_, .put(key, value)): bytes += key.utf8.count + value.utf8.count
+            default: break
+            }
+            machine.step(input, now: now)
+        }
+        costUs += rates.us(bytes, perSecond: rates.cpuBytesPerSecond)
+        if now >= machine.nextWake { machine.advance(to: now) }
+        costUs += carryOut(startUs: startUs)
+        busyUntilUs = startUs + costUs
+        if machine.stopReason != nil {
+            finish()
+            return
+        }
+        scheduleWake()
+    }
+
+    func scheduleWake() {
+        let at = max(machine.nextWake * 1000, busyUntilUs)
+        guard wakeAtUs.map({ at < $0 }) ?? true else { return }
+        wakeAtUs = at
+        let me = incarnation
+        cluster.timeline.schedule(at: at) { [weak self] in
+            guard let self, self.incarnation == me, self.wakeAtUs == at else { return }
+            self.wakeAtUs = nil
+            guard !self.paused, !self.stopped else { return }
+            self.takeTurn()
+        }
+    }
+
+    // MARK: Outputs
+
+    /// Carries out what the machine asks; returns how long it took (the syncs).
+    func carryOut(startUs: Int64) -> Int64 {
+        var costUs: Int64 = 0
+        while machine.pendingOutputs {
+            let outputs = machine.takeOutputs()
+            var persistedBytes = 0
+            var syncs = 0
+            var unsynced = false
+            var departures: [NodeOutput] = []
+            for output in outputs {
+                if case let .persist(action) = output {
+                    if case let .appendLog(entries) = action { persistedBytes += entries.reduce(0) { $0 + $1.payload.count + 32 } }
+                    unsynced = true
+                } else if unsynced {
+                    syncs += 1
+                    unsynced = false
+                }
+                departures.append(output)
+            }
+            if unsynced { syncs += 1 }
+            costUs += Int64(syncs) * rates.syncUs + rates.us(persistedBytes, perSecond: rates.syncBytesPerSecond)
+            let leaveAt = startUs + costUs
+            if let error = storage.carryOut(departures, { perform($0, at: leaveAt) }) {
+                machine.step(.storageFailed("\(error)"), now: Millis(leaveAt / 1000))
+            }
+        }
+        return costUs
+    }
+
+    func perform(_ output: NodeOutput, at us: Int64) {
+        let now = Millis(us / 1000)
+        switch output {
+        case .persist:
+            break
+        case let .send(m):
+            cluster.send(m, from: self, at: us + rates.us(SimulatedCluster.approximateSize(m), perSecond: rates.cpuBytesPerSecond))
+        case let .sendSnapshotChunk(to, term, meta, offset, length, done):
+            do {
+                let file = try openSnapshotFiles[meta.index] ?? storage.snapshots.openFile(meta)
+                openSnapshotFiles[meta.index] = file
+                let data = try file.read(offset: offset, length: length)
+                cluster.send(
+                    Message(from: name, to: to, term: term, body: .snapshotRecoveryRequest(
+                        SnapshotRecoveryRequest(index: meta.index, snapshotTerm: meta.term, offset: offset, data: data, done: done))),
+                    from: self, at: us)
+            } catch {
+                machine.step(.snapshotSendFailed(to: to, meta, reason: "\(error)"), now: now)
+            }
+        case let .answer(token, answer):
+            // Written to the connection now; read by the client a moment later, even if the
+            // node dies meanwhile (the bytes are in the socket).
+            guard let done = clients.removeValue(forKey: token) else { return }
+            cluster.timeline.schedule(at: us + rates.clientUs) { done(answer) }
+        case let .event(event, term):
+            events.write(event, term: term)
+        case let .note(text):
+            nodeLog.write(text)
+        case let .takeSnapshot(index, term, configuration, state):
+            takeSnapshot(state, index: index, term: term, configuration: configuration, at: us)
+        case let .beginSnapshotReceive(_, meta):
+            abortReceive()
+            do {
+                receiver = try storage.snapshots.receive(meta)
+            } catch {
+                machine.step(.storageFailed("\(error)"), now: now)
+            }
+        case let .writeSnapshotChunk(_, offset, data):
+            do {
+                try receiver?.write(at: offset, data)
+            } catch {
+                machine.step(.storageFailed("\(error)"), now: now)
+            }
+        case let .installSnapshot(meta):
+            guard let r = receiver, r.metadata == meta else {
+                abortReceive()
+                machine.step(.snapshotRestoreFailed(meta, "no snapshot \(meta) being received"), now: now)
+                return
+            }
+            receiver = nil
+            install(r, at: us)
+        case .abortSnapshotReceive:
+            abortReceive()
+        case let .snapshotFilesInUse(inUse):
+            for index in openSnapshotFiles.keys where !inUse.contains(index) { openSnapshotFiles[index] = nil }
+        case let .setPeers(_, known):
+            knownSenders = known
+        }
+    }
+
+    func takeSnapshot(_ state: KeyValueStore, index: LogIndex, term: Term, configuration: Configuration, at us: Int64) {
+        let input: NodeInput
+        var doneAt = us
+        do {
+            let meta = try StateFiles.writeSnapshot(
+                state, directory: storage.snapshots.directory, level: storage.snapshots.compressionLevel, index: index, term: term,
+                configuration: configuration)
+            let took = rates.snapshotWriteUs(fileBytes: meta.size)
+            doneAt += took
+            input = .snapshotTaken(meta, ms: Int(took / 1000))
+        } catch {
+            input = .snapshotTakeFailed("\(error)")
+        }
+        let me = incarnation
+        cluster.timeline.schedule(at: doneAt) { [weak self] in
+            guard let self, self.incarnation == me else { return }
+            self.deliver(input)
+        }
+    }
+
+    /// The last chunk is in: the restore finishes (in simulated time as long as reading the
+    /// file takes), then the file is made durable and the state handed to the machine.
+    func install(_ r: SnapshotReceiver, at us: Int64) {
+        let took = rates.snapshotReadUs(fileBytes: r.metadata.size)
+        installing = (r.metadata, false)
+        let me = incarnation
+        let meta = r.metadata
+        cluster.timeline.schedule(at: us + took) { [weak self] in
+            guard let self, self.incarnation == me, let i = self.installing, i.meta == meta else {
+                r.abort()
+                return
+            }
+            self.installing = nil
+            guard !i.cancelled, !self.stopped else {
+                r.abort()
+                return
+            }
+            let input: NodeInput
+            do {
+                let installed = try r.install()
+                let store = try StateFiles.restore(self.storage.snapshots.reader(for: installed))
+                input = .snapshotRestored(
+                    installed, store, ms: Int(took / 1000),
+                    note: "snapshot \(installed.index) (term \(installed.term), \(installed.size) bytes): restored in \(took / 1000) ms (simulated)")
+            } catch {
+                r.abort()
+                input = .snapshotRestoreFailed(meta, "\(error)")
+            }
+            self.deliver(input)
+        }
+    }
+
+    func abortReceive() {
+        receiver?.abort()
+        receiver = nil
+        if installing != nil { installing?.cancelled = true }
+    }
+
+    // MARK: Ends
+
+    /// The machine stopped (SIGTERM, removal, a storage failure): its last outputs, then the
+    /// files are closed and the process is gone.
+    func finish() {
+        guard !stopped else { return }
+        machine.shutdown(now: Millis(max(cluster.timeline.nowUs, busyUntilUs) / 1000))
+        _ = carryOut(startUs: max(cluster.timeline.nowUs, busyUntilUs))
+        close()
+        cluster.exited(self)
+    }
+
+    /// The process dies: clients waiting on it see their connection close.
+    func close() {
+        stopped = true
+        abortReceive()
+        try? storage.close()
+        events.close()
+        nodeLog.close()
+        let waiting = clients.keys.sorted()
+        for t in waiting { finishClient(t, nil) }
+    }
+}
