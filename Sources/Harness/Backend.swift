@@ -89,7 +89,8 @@ public protocol ClusterBackend: AnyObject, Sendable {
     var known: [String] { get }
 
     /// A power cut for one node: it dies, and what it wrote but did not fsync is lost.
-    func crash(_ name: String) async throws
+    /// Returns a line for each file that lost bytes.
+    func crash(_ name: String) async throws -> [String]
 
     /// The run's time.
     var clock: any RunClock { get }

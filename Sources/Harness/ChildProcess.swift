@@ -28,7 +28,7 @@ struct ChildProcess: Sendable {
         var description: String
     }
 
-    static func spawn(path: String, arguments: [String], output: String) throws(SpawnError) -> ChildProcess {
+    static func spawn(path: String, arguments: [String], output: String, environment extra: [String: String] = [:]) throws(SpawnError) -> ChildProcess {
         var fds: [Int32] = [-1, -1]
         // pipe2 is not visible from Swift on Linux: pipe, then close-on-exec, under a lock
         // so that no other spawn of this process can inherit the ends in between.
@@ -78,8 +78,19 @@ struct ChildProcess: Sendable {
 
         let argv: [UnsafeMutablePointer<CChar>?] = ([path] + arguments).map { strdup($0) } + [nil]
         defer { for p in argv { free(p) } }
+        // This process's environment, with `extra` set over it.
+        var env: [String] = []
+        var p = environ
+        while let entry = p.pointee {
+            let text = String(cString: entry)
+            if let eq = text.firstIndex(of: "="), extra[String(text[..<eq])] == nil { env.append(text) }
+            p += 1
+        }
+        env += extra.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }
+        let envp: [UnsafeMutablePointer<CChar>?] = env.map { strdup($0) } + [nil]
+        defer { for e in envp { free(e) } }
         var pid: pid_t = 0
-        let rc = posix_spawn(&pid, path, &actions, &attr, argv, environ)
+        let rc = posix_spawn(&pid, path, &actions, &attr, argv, envp)
         guard rc == 0 else {
             close(fds[1])
             throw SpawnError(description: "cannot start \(path): \(String(cString: strerror(rc)))")

@@ -174,6 +174,11 @@ public final class Engine {
             let n = try await resolve(ref)
             try await backend.kill(n)
             return n
+        case let .crash(ref):
+            let n = try await resolve(ref)
+            let cut = try await backend.crash(n)
+            for line in cut { recorder.log("crash \(n): \(line)") }
+            return cut.isEmpty ? "\(n), nothing unsynced" : "\(n), \(cut.count) files lost unsynced bytes"
         case let .pause(ref):
             let n = try await resolve(ref)
             try await backend.pause(n)
@@ -570,6 +575,10 @@ public final class Engine {
                     return "applied \(first.appliedIndex) on \(statuses.map(\.name).joined(separator: ","))"
                 }
                 why = statuses.map { "\($0.name): commit \($0.commitIndex) applied \($0.appliedIndex) digest \($0.digest)\($0.snapshotting ? " snapshotting" : "")" }.joined(separator: "; ")
+                // What the leader knows of the others says where a laggard is stuck.
+                if let l = statuses.first(where: { $0.role == "leader" }), let peers = l.peers {
+                    why += "; \(l.name) sees " + peers.map { "\($0.0) \($0.1.state) match \($0.1.match) next \($0.1.next)" }.joined(separator: ", ")
+                }
             } else {
                 why = "no running member answers"
             }

@@ -49,6 +49,8 @@ public indirect enum Step: Sendable, Hashable {
     case start(NodeRef)
     case stop(NodeRef)
     case kill(NodeRef)
+    /// SIGKILL, and what the node wrote but did not fsync is lost (a power cut for it alone).
+    case crash(NodeRef)
     case pause(NodeRef)
     case resume(NodeRef)
     case wipe(NodeRef)
@@ -209,6 +211,7 @@ public struct ScenarioParser {
         case "start": step = .start(try nodeRef(&words))
         case "stop": step = .stop(try nodeRef(&words))
         case "kill": step = .kill(try nodeRef(&words))
+        case "crash": step = .crash(try nodeRef(&words))
         case "pause": step = .pause(try nodeRef(&words))
         case "resume": step = .resume(try nodeRef(&words))
         case "wipe": step = .wipe(try nodeRef(&words))

@@ -58,6 +58,8 @@ final class Mailbox: Sendable {
 public enum NodeRuntime {
     /// Runs a node to its end; returns the process exit code.
     public static func run(_ options: NodeOptions) async throws -> Int32 {
+        // Test-only (a harness that may `crash` this node sets it): note what is synced.
+        UnsyncedWrites.startJournalFromEnvironment()
         let mailbox = Mailbox()
         let known = NIOLockedValueBox<Set<NodeID>?>(nil)
         let group = MultiThreadedEventLoopGroup.singleton

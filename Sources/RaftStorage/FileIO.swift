@@ -16,14 +16,34 @@ func errnoText(_ code: Int32 = errno) -> String {
 final class File {
     let path: String
     private var fd: Int32
+    /// Opened for writing while `UnsyncedWrites` follows files: its syncs are noted.
+    private let followed: Bool
 
     /// Opens `path` with `open(2)` flags.
     init(path: String, flags: Int32, mode: mode_t = 0o644) throws {
         self.path = path
+        let writing = (flags & O_ACCMODE) != O_RDONLY
+        followed = writing && UnsyncedWrites.isActive
+        var existed = false
+        if followed {
+            var st = stat()
+            existed = stat(path, &st) == 0 && (flags & O_TRUNC) == 0
+        }
         var fd: Int32
         repeat { fd = open(path, flags | O_CLOEXEC, mode) } while fd < 0 && errno == EINTR
         guard fd >= 0 else { throw StorageError(.io, file: path, "cannot open: \(errnoText())") }
         self.fd = fd
+        if followed {
+            var st = stat()
+            let size = fstat(fd, &st) == 0 ? UInt64(st.st_size) : 0
+            UnsyncedWrites.note(.opened(path, size: size, created: !existed))
+        }
+    }
+
+    /// Notes the file's size as durable, for `UnsyncedWrites`.
+    private func noteSynced() {
+        guard followed, let size = try? size() else { return }
+        UnsyncedWrites.note(.synced(path, size: size))
     }
 
     static func openForReading(_ path: String) throws -> File { try File(path: path, flags: O_RDONLY) }
@@ -91,10 +111,15 @@ final class File {
         var r: Int32
         repeat { r = ftruncate(fd, off_t(size)) } while r < 0 && errno == EINTR
         guard r == 0 else { throw StorageError(.io, file: path, offset: size, "truncate failed: \(errnoText())") }
+        if followed { UnsyncedWrites.note(.truncated(path, size: size)) }
     }
 
     /// fsync: data and metadata.
     func sync() throws {
+        if UnsyncedWrites.isActive {
+            defer { noteSynced() }
+            if UnsyncedWrites.skipsSync(path) { return }
+        }
         var r: Int32
         repeat { r = fsync(fd) } while r < 0 && errno == EINTR
         guard r == 0 else { throw StorageError(.io, file: path, "fsync failed: \(errnoText())") }
@@ -102,6 +127,10 @@ final class File {
 
     /// fdatasync where there is one: data, and the metadata needed to read it (the size).
     func dataSync() throws {
+        if UnsyncedWrites.isActive {
+            defer { noteSynced() }
+            if UnsyncedWrites.skipsSync(path) { return }
+        }
         #if os(Linux)
         var r: Int32
         repeat { r = fdatasync(fd) } while r < 0 && errno == EINTR
@@ -165,6 +194,7 @@ enum FileSystem {
 
     /// fsync a directory, so that creations, renames and removals in it are durable.
     static func syncDirectory(_ path: String) throws {
+        if UnsyncedWrites.isActive, UnsyncedWrites.skipsSync(path + "/") { return }
         let dir = try File(path: path, flags: O_RDONLY | O_DIRECTORY)
         try dir.sync()
     }
@@ -190,12 +220,14 @@ enum FileSystem {
         if unlink(path) != 0 && errno != ENOENT {
             throw StorageError(.io, file: path, "cannot remove: \(errnoText())")
         }
+        UnsyncedWrites.note(.removed(path))
     }
 
     static func rename(_ from: String, _ to: String) throws {
         if Glibc_rename(from, to) != 0 {
             throw StorageError(.io, file: from, "cannot rename to \(to): \(errnoText())")
         }
+        UnsyncedWrites.note(.renamed(from, to: to))
     }
 
     /// The file's bytes, or nil when it does not exist.

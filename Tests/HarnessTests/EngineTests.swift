@@ -80,7 +80,7 @@ final class FakeBackend: ClusterBackend, @unchecked Sendable {
         }
     }
 
-    func crash(_ name: String) async throws { locked { up.remove(name); calls.append("crash \(name)") } }
+    func crash(_ name: String) async throws -> [String] { locked { up.remove(name); calls.append("crash \(name)") }; return [] }
     let clock: any RunClock = WallClock()
 
     func events(_ name: String) -> [String] { [] }

@@ -38,6 +38,9 @@ public final class SimulatedCluster: ClusterBackend, @unchecked Sendable {
         network = NetworkState(seed: seed)
         rng = SeededRandom(seed: seed ^ 0x73_696d_756c_6174)
         try FileManager.default.createDirectory(atPath: runDirectory + "/nodes", withIntermediateDirectories: true)
+        // What each node syncs is followed (for `crash`), and no fsync is really made: the
+        // simulator's time is simulated, and the files matter only to this run.
+        UnsyncedWrites.follow(root: runDirectory + "/nodes/", skipSync: true)
     }
 
     /// Runs `body` (the engine) in this cluster's simulated time.
@@ -135,15 +138,29 @@ public final class SimulatedCluster: ClusterBackend, @unchecked Sendable {
     }
 
     public func kill(_ name: String) async throws {
-        guard let node = nodes[name] else { throw Failure("\(name) is not running") }
-        nodes[name] = nil
-        pausedNodes.remove(name)
-        node.close()
+        _ = try die(name)
         await clock.sleep(ms: 1)
     }
 
-    public func crash(_ name: String) async throws {
-        throw Failure("crash is not carried out in the simulator yet")
+    /// The process is gone now, in the middle of a turn perhaps: what that turn would still
+    /// have sent never leaves. Returns the node as it was.
+    private func die(_ name: String) throws -> SimulatedNode {
+        guard let node = nodes[name] else { throw Failure("\(name) is not running") }
+        nodes[name] = nil
+        pausedNodes.remove(name)
+        node.diedAtUs = timeline.nowUs
+        node.close()
+        return node
+    }
+
+    /// The node dies, and what it wrote but did not fsync is cut from its files: in the
+    /// middle of a turn, only the fsyncs done by now in simulated time count.
+    public func crash(_ name: String) async throws -> [String] {
+        let node = try die(name)
+        let durable = timeline.nowUs < node.busyUntilUs ? node.durable(at: timeline.nowUs) : UnsyncedWrites.ledger
+        let cut = durable.rollBack(under: dataDirectory(name))
+        await clock.sleep(ms: 1)
+        return cut
     }
 
     public func pause(_ name: String) async throws {
@@ -201,6 +218,8 @@ public final class SimulatedCluster: ClusterBackend, @unchecked Sendable {
         // A connection made to one process of the receiver never reaches the next one.
         guard let expected = incarnations[to] else { return }
         timeline.schedule(at: arrive) { [weak self] in
+            // Sent after its sender died (at the end of a turn the death cut short): never.
+            if let died = sender.diedAtUs, died < us { return }
             guard let self, let node = self.nodes[to], node.incarnation == expected else { return }
             if let known = node.knownSenders, !known.contains(m.from) { return }
             node.deliver(.message(m))
@@ -288,5 +307,6 @@ public final class SimulatedCluster: ClusterBackend, @unchecked Sendable {
             try? await stop(name)
         }
         for name in nodes.keys.sorted() { try? await kill(name) }
+        UnsyncedWrites.forget(root: runDirectory + "/nodes/")
     }
 }

@@ -67,6 +67,17 @@ final class SimulatedNode {
     var clients: [ClientToken: (ClientAnswer?) -> Void] = [:]
     var nextToken: ClientToken = 1
     var stopped = false
+    /// When the process died (killed, crashed): what its last turn had not yet sent by then
+    /// never leaves.
+    var diedAtUs: Int64?
+    /// What was durable when the current turn began: a power cut during the turn, before its
+    /// fsyncs are done in simulated time, finds the files as they were then.
+    var durableAtTurnStart = UnsyncedWrites.Ledger()
+    /// The syncs of the current turn: when each is done in simulated time, and what was
+    /// durable then.
+    var durableDuringTurn: [(atUs: Int64, ledger: UnsyncedWrites.Ledger)] = []
+    /// Answers written but not yet read by their clients, with when they leave.
+    var leaving: [ClientToken: (atUs: Int64, done: (ClientAnswer?) -> Void)] = [:]
 
     init(cluster: SimulatedCluster, name: String, dataDir: String, incarnation: Int, settings: NodeSettings, addresses: [NodeID: String], seed: UInt64) throws {
         self.cluster = cluster
@@ -134,6 +145,8 @@ final class SimulatedNode {
     func takeTurn() {
         guard !paused, !stopped else { return }
         let startUs = max(cluster.timeline.nowUs, busyUntilUs)
+        durableAtTurnStart = UnsyncedWrites.ledger
+        durableDuringTurn.removeAll()
         var costUs = rates.turnUs
         let now = Millis(startUs / 1000)
         let inputs = inbox
@@ -149,8 +162,7 @@ final class SimulatedNode {
         }
         costUs += rates.us(bytes, perSecond: rates.cpuBytesPerSecond)
         if now >= machine.nextWake { machine.advance(to: now) }
-        costUs += carryOut(startUs: startUs)
-        busyUntilUs = startUs + costUs
+        busyUntilUs = carryOut(startUs: startUs + costUs)
         if machine.stopReason != nil {
             finish()
             return
@@ -173,33 +185,53 @@ final class SimulatedNode {
 
     // MARK: Outputs
 
-    /// Carries out what the machine asks; returns how long it took (the syncs).
+    /// Carries out what the machine asks, from `startUs` on: each output leaves when the
+    /// fsyncs before it are done in simulated time. Returns when the last is done.
     func carryOut(startUs: Int64) -> Int64 {
-        var costUs: Int64 = 0
+        var t = startUs
         while machine.pendingOutputs {
             let outputs = machine.takeOutputs()
-            var persistedBytes = 0
-            var syncs = 0
+            // When each output that is not a persist leaves, and which follow a sync.
+            var times: [Int64] = []
+            var afterSync: Set<Int> = []
             var unsynced = false
-            var departures: [NodeOutput] = []
+            var bytes = 0
+            func sync() {
+                t += rates.syncUs + rates.us(bytes, perSecond: rates.syncBytesPerSecond)
+                bytes = 0
+                unsynced = false
+            }
             for output in outputs {
                 if case let .persist(action) = output {
-                    if case let .appendLog(entries) = action { persistedBytes += entries.reduce(0) { $0 + $1.payload.count + 32 } }
+                    if case let .appendLog(entries) = action { bytes += entries.reduce(0) { $0 + $1.payload.count + 32 } }
                     unsynced = true
-                } else if unsynced {
-                    syncs += 1
-                    unsynced = false
+                    continue
                 }
-                departures.append(output)
+                if unsynced {
+                    sync()
+                    afterSync.insert(times.count)
+                }
+                times.append(t)
             }
-            if unsynced { syncs += 1 }
-            costUs += Int64(syncs) * rates.syncUs + rates.us(persistedBytes, perSecond: rates.syncBytesPerSecond)
-            let leaveAt = startUs + costUs
-            if let error = storage.carryOut(departures, { perform($0, at: leaveAt) }) {
-                machine.step(.storageFailed("\(error)"), now: Millis(leaveAt / 1000))
+            let trailingSync = unsynced
+            if unsynced { sync() }
+            var i = 0
+            let error = storage.carryOut(outputs) { output in
+                // The sync before this output is done (for real, and at times[i] in simulated time).
+                if afterSync.contains(i) { durableDuringTurn.append((times[i], UnsyncedWrites.ledger)) }
+                perform(output, at: times[i])
+                i += 1
             }
+            if trailingSync { durableDuringTurn.append((t, UnsyncedWrites.ledger)) }
+            if let error { machine.step(.storageFailed("\(error)"), now: Millis(t / 1000)) }
         }
-        return costUs
+        return t
+    }
+
+    /// What was durable at `us` (a power cut then): the last sync of the current turn done by
+    /// then, else what was durable when it began.
+    func durable(at us: Int64) -> UnsyncedWrites.Ledger {
+        durableDuringTurn.last { $0.atUs <= us }?.ledger ?? durableAtTurnStart
     }
 
     func perform(_ output: NodeOutput, at us: Int64) {
@@ -222,10 +254,15 @@ final class SimulatedNode {
                 machine.step(.snapshotSendFailed(to: to, meta, reason: "\(error)"), now: now)
             }
         case let .answer(token, answer):
-            // Written to the connection now; read by the client a moment later, even if the
-            // node dies meanwhile (the bytes are in the socket).
+            // Written to the connection at the turn's end; read by the client a moment later,
+            // even if the node dies meanwhile (the bytes are in the socket), unless it died
+            // before the turn's end.
             guard let done = clients.removeValue(forKey: token) else { return }
-            cluster.timeline.schedule(at: us + rates.clientUs) { done(answer) }
+            leaving[token] = (us, done)
+            cluster.timeline.schedule(at: us + rates.clientUs) { [weak self] in
+                guard let self, let l = self.leaving.removeValue(forKey: token) else { return }
+                l.done(answer)
+            }
         case let .event(event, term):
             events.write(event, term: term)
         case let .note(text):
@@ -327,14 +364,20 @@ final class SimulatedNode {
     func finish() {
         guard !stopped else { return }
         machine.shutdown(now: Millis(max(cluster.timeline.nowUs, busyUntilUs) / 1000))
-        _ = carryOut(startUs: max(cluster.timeline.nowUs, busyUntilUs))
+        busyUntilUs = carryOut(startUs: max(cluster.timeline.nowUs, busyUntilUs))
         close()
         cluster.exited(self)
     }
 
-    /// The process dies: clients waiting on it see their connection close.
+    /// The process dies: clients waiting on it see their connection close, and so do those
+    /// whose answers it had not written yet.
     func close() {
         stopped = true
+        let now = cluster.timeline.nowUs
+        for (token, l) in leaving.sorted(by: { $0.key < $1.key }) where l.atUs > now {
+            leaving[token] = nil
+            l.done(nil)
+        }
         abortReceive()
         try? storage.close()
         events.close()
