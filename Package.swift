@@ -108,7 +108,7 @@ let package = Package(
         ),
         .testTarget(name: "HarnessTests", dependencies: ["Harness", "RaftNodeWire", "RaftNodeMachine"]),
         // The checker of SPEC section 3 and `harness inspect`: reads a run's files only.
-        .target(name: "HarnessCheck", dependencies: ["Raft", "RaftStorage", "RaftNodeWire", "RaftNodeMachine"]),
+        .target(name: "HarnessCheck", dependencies: ["Raft", "RaftStorage", "RaftNodeWire", "RaftNodeMachine"], swiftSettings: optimizeSimulation),
         .testTarget(name: "HarnessCheckTests", dependencies: ["HarnessCheck", "Raft", "RaftStorage"]),
         .testTarget(name: "RaftStorageTests", dependencies: ["RaftStorage", "Raft"]),
         .testTarget(name: "RaftTests", dependencies: ["Raft"]),

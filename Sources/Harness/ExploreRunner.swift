@@ -23,6 +23,9 @@ public struct ExploreOptions: Sendable {
     public var verbose: Bool
     /// Print the scenarios, run nothing.
     public var dryRun = false
+    /// In the simulator: deterministic, so a variant is run once while shrinking, and only a
+    /// failure keeps its run directory; the minimal scenario is then run against processes.
+    public var sim = false
 
     public init(
         seed: UInt64, count: Int?, forMs: Int?, runs: String, shrinkBudgetMs: Int, shrinkTries: Int, stopAfterFailures: Int?,
@@ -48,6 +51,8 @@ public struct ExploreSummary: Sendable {
         public var directory: String
         public var minimal: String?
         public var minimalSteps: Int?
+        /// The minimal scenario's verdict against processes (explore --sim).
+        public var confirmed: String?
     }
 
     public var scenarios = 0
@@ -62,6 +67,8 @@ public struct ExploreRunner: Sendable {
     public var options: ExploreOptions
     public var runner: ScenarioRunner
     public var say: @Sendable (String) -> Void
+    /// With `sim`: the process world's runner, which runs each minimal scenario to confirm.
+    public var confirm: ScenarioRunner?
 
     public init(options: ExploreOptions, runner: ScenarioRunner, say: @escaping @Sendable (String) -> Void) {
         self.options = options
@@ -91,7 +98,7 @@ public struct ExploreRunner: Sendable {
             if let forMs = options.forMs, elapsed() >= forMs { break }
             let g = ExploreGenerator.scenario(seed: options.seed, index: index)
             index += 1
-            let dir = options.runs + "/" + g.name + "-\(g.runSeed)"
+            let dir = options.runs + "/" + g.name + "-\(g.runSeed)" + (options.sim ? "-sim" : "")
             let path = dir + "/" + g.name + ".scenario"
             let scenario: Scenario
             do {
@@ -120,7 +127,7 @@ public struct ExploreRunner: Sendable {
             let covers = reached.isEmpty ? "" : "  [" + reached.map(\.rawValue).joined(separator: ", ") + "]"
             guard let kind = ExploreFailure.primary(kinds) else {
                 say(pad(g.name, 18) + "pass  " + lpad(Self.seconds(ms), 7) + "  " + pad(g.profile, 8) + covers)
-                if !options.keepPassing { try? FileManager.default.removeItem(atPath: dir + "/nodes") }
+                if !options.keepPassing { try? FileManager.default.removeItem(atPath: options.sim ? dir : dir + "/nodes") }
                 continue
             }
             let why: String
@@ -138,6 +145,7 @@ public struct ExploreRunner: Sendable {
                 summary.shrinkMs += t1.duration(to: .now).milliseconds
                 failure.minimal = minimal
                 failure.minimalSteps = steps
+                if let confirm { failure.confirmed = await self.confirm(minimal, with: confirm, kind: kind) }
             }
             summary.failures.append(failure)
             if let stop = options.stopAfterFailures, summary.failures.count >= stop {
@@ -151,6 +159,26 @@ public struct ExploreRunner: Sendable {
         return summary
     }
 
+    /// Runs a minimal scenario found in the simulator against processes, with the seed that
+    /// failed; answers both verdicts in a line (and says it).
+    func confirm(_ path: String, with processes: ScenarioRunner, kind: String) async -> String {
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8), let scenario = try? ScenarioParser.parse(text, file: path) else {
+            return "not confirmed: \(path) does not read back"
+        }
+        let seed = text.split(separator: "\n").first { $0.hasPrefix("# replay:") }.flatMap { $0.split(separator: " ").last.flatMap { UInt64($0) } } ?? 1
+        let dir = FileSystemPath.directory(of: path) + "/processes-\(seed)"
+        let outcome = await processes.run(scenario, seed: seed, directory: dir, scenarioText: text)
+        let kinds = ExploreFailure.kinds(outcome)
+        let verdict: String
+        if kinds.isEmpty {
+            verdict = "simulator: fails \(kind); processes: pass (a divergence between the worlds: see \(dir))"
+        } else {
+            verdict = "simulator: fails \(kind); processes: fail \(ExploreFailure.primary(kinds) ?? kinds[0]) (\(dir))"
+        }
+        say("  confirm " + verdict)
+        return verdict
+    }
+
     /// Shrinks a failure; writes `minimal.scenario` in its run directory. Answers its path
     /// and its steps before the liveness phase.
     func shrink(_ g: ExploreScenario, kind: String, directory: String) async -> (String, Int) {
@@ -160,17 +188,18 @@ public struct ExploreRunner: Sendable {
         let expect = g.liveness.contains { if case .expectInstalled = $0 { return true } else { return false } }
         let say = self.say
         let shrinker = ExploreShrinker(
-            header: [], kind: kind, expectSnapshots: expect, tries: options.shrinkTries, budgetMs: options.shrinkBudgetMs,
+            header: [], kind: kind, expectSnapshots: expect, tries: options.sim ? 1 : options.shrinkTries, budgetMs: options.shrinkBudgetMs,
             progress: { say("    shrink " + $0) })
         let runner = self.runner
         let keep = options.keepPassing
+        let sim = options.sim
         let name = g.name
         let runSeed = g.runSeed
         say("  shrinking \(g.name) (\(kind), \(ExploreShrinker.count(g.body)) steps before the liveness phase; budget \(Self.minutes(options.shrinkBudgetMs)))")
         let result = await shrinker.shrink(g.body, seed: g.runSeed) { text, variant, tryIndex in
             let vname = name + String(format: "-v%03d", variant)
             let seed = runSeed &+ UInt64(tryIndex - 1)
-            let dir = shrinkDir + "/" + vname + "-t\(tryIndex)"
+            let dir = shrinkDir + "/" + vname + "-t\(tryIndex)" + (options.sim ? "-sim" : "")
             let scenario: Scenario
             do {
                 scenario = try ScenarioParser.parse(text, file: dir + "/" + vname + ".scenario")
@@ -180,7 +209,7 @@ public struct ExploreRunner: Sendable {
             }
             let outcome = await runner.run(scenario, seed: seed, directory: dir, scenarioText: text)
             let kinds = ExploreFailure.kinds(outcome)
-            if kinds.isEmpty && !keep { try? FileManager.default.removeItem(atPath: dir + "/nodes") }
+            if kinds.isEmpty && !keep { try? FileManager.default.removeItem(atPath: sim ? dir : dir + "/nodes") }
             return (kinds, seed, dir)
         }
         let steps = ExploreShrinker.count(result.body)
@@ -222,6 +251,7 @@ public struct ExploreRunner: Sendable {
                 say("  " + pad(k, 34) + lpad("\(fs.count)", 3) + "  " + fs.map(\.scenario).joined(separator: ", "))
                 for f in fs {
                     if let m = f.minimal { say("      \(f.scenario): \(m) (\(f.minimalSteps ?? 0) steps before the liveness phase)") }
+                    if let c = f.confirmed { say("        \(c)") }
                 }
             }
         }
@@ -236,3 +266,10 @@ public struct ExploreRunner: Sendable {
 
 func pad(_ s: String, _ n: Int) -> String { s.count >= n ? s + " " : s + String(repeating: " ", count: n - s.count) }
 func lpad(_ s: String, _ n: Int) -> String { s.count >= n ? s : String(repeating: " ", count: n - s.count) + s }
+
+enum FileSystemPath {
+    static func directory(of path: String) -> String {
+        guard let slash = path.lastIndex(of: "/") else { return "." }
+        return String(path[..<slash])
+    }
+}

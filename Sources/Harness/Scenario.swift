@@ -103,6 +103,12 @@ public struct Scenario: Sendable, Hashable {
     public var steps: [Located]
     /// Every node name the scenario declares (in `cluster` and `add`).
     public var nodes: [String]
+    /// The one world it runs in (`# world: process` or `# world: sim` as its first line,
+    /// SPEC section 2); nil for both.
+    public var world: String?
+
+    /// Whether it runs in `world` (`process` or `sim`).
+    public func runs(in world: String) -> Bool { self.world == nil || self.world == world }
 }
 
 /// A scenario that cannot run, with where and why.
@@ -164,7 +170,20 @@ public struct ScenarioParser {
         let steps = try parser.parseBlock(inRepeat: false)
         let base = file.split(separator: "/").last.map(String.init) ?? file
         let name = base.hasSuffix(".scenario") ? String(base.dropLast(".scenario".count)) : base
-        return Scenario(name: name, file: file, steps: steps, nodes: parser.order)
+        // `# world: process` or `# world: sim` on the first line: what it shows exists in
+        // that world only.
+        var world: String?
+        if let first = text.split(separator: "\n", maxSplits: 1, omittingEmptySubsequences: false).first {
+            let words = first.split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "\r" })
+            if words.count >= 2, words[0] == "#", words[1] == "world:" || (words[1] == "world" && words.count >= 3 && words[2] == ":") {
+                let value = words.last.map(String.init) ?? ""
+                guard value == "process" || value == "sim" else {
+                    throw ScenarioError(file: file, line: 1, message: "'# world:' takes process or sim, not '\(value)'")
+                }
+                world = value
+            }
+        }
+        return Scenario(name: name, file: file, steps: steps, nodes: parser.order, world: world)
     }
 
     private func error(_ line: Int, _ message: String) -> ScenarioError {

@@ -78,7 +78,12 @@ struct Run: AsyncParsableCommand {
         var runner = ScenarioRunner(
             nodeBinary: raftNode, checker: { Checking.results($0) }, output: { print($0) }, onRun: { Interruption.current($0) })
         runner.world = sim ? .sim : .process
+        let world = sim ? "sim" : "process"
         for scenario in scenarios {
+            guard scenario.runs(in: world) else {
+                print("=== \(scenario.name): skipped (# world: \(scenario.world ?? "?"); this run is in the \(sim ? "simulator" : "process world"))")
+                continue
+            }
             let dir = runs + "/" + scenario.name + "-\(seed)" + (sim ? "-sim" : "")
             let report = await runner.run(scenario, seed: seed, directory: dir).report
             let counts = runCounts(dir)
@@ -150,6 +155,9 @@ struct Explore: AsyncParsableCommand {
     @Flag(name: .customLong("dry-run"), help: "Print the generated scenarios; run nothing.")
     var dryRun = false
 
+    @Flag(help: "Run in the seeded simulator: a variant runs once while shrinking (a seed replays exactly), only failures keep their run directories, and each minimal scenario is then run against processes.")
+    var sim = false
+
     func validate() throws {
         if count != nil && duration != nil { throw ValidationError("give --count or --for, not both") }
         if let count, count < 1 { throw ValidationError("--count must be at least 1") }
@@ -164,10 +172,11 @@ struct Explore: AsyncParsableCommand {
         guard raftNode != nil || ProcessBackend.locateNodeBinary() != nil else {
             throw fail("cannot find raft-node beside the harness; build it (swift build) or pass --raft-node PATH")
         }
-        let options = ExploreOptions(
+        var options = ExploreOptions(
             seed: seed ?? UInt64.random(in: 1...999_999), count: count, forMs: duration.flatMap(parseDurationMs), runs: runs,
             shrinkBudgetMs: parseDurationMs(shrinkBudget) ?? 0, shrinkTries: shrinkTries, stopAfterFailures: stopAfterFailures,
             keepPassing: keepPassing, verbose: verbose)
+        options.sim = sim
         // Flushed a line at a time, so that a pipe (make explore | tee) shows each scenario.
         let printLine: @Sendable (String) -> Void = { line in
             print(line)
@@ -182,9 +191,15 @@ struct Explore: AsyncParsableCommand {
         }
         Interruption.install()
         let output = verbose ? printLine : nil
-        let runner = ScenarioRunner(
+        var runner = ScenarioRunner(
             nodeBinary: raftNode, checker: { Checking.results($0) }, output: output, onRun: { Interruption.current($0) })
-        let summary = await ExploreRunner(options: options, runner: runner, say: printLine).run()
+        var explorer = ExploreRunner(options: options, runner: runner, say: printLine)
+        if sim {
+            explorer.confirm = runner
+            runner.world = .sim
+            explorer.runner = runner
+        }
+        let summary = await explorer.run()
         if !summary.failures.isEmpty { throw ExitCode(1) }
     }
 }
