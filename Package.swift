@@ -106,13 +106,14 @@ let package = Package(
             name: "HarnessCLI",
             dependencies: ["Harness", "HarnessCheck", "CommandLineSupport", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
-        .testTarget(name: "HarnessTests", dependencies: ["Harness", "RaftNodeWire", "RaftNodeMachine"]),
+        .testTarget(name: "HarnessTests", dependencies: ["Harness", "HarnessCheck", "Raft", "RaftNodeWire", "RaftNodeMachine"]),
         // The checker of SPEC section 3 and `harness inspect`: reads a run's files only.
         .target(name: "HarnessCheck", dependencies: ["Raft", "RaftStorage", "RaftNodeWire", "RaftNodeMachine"], swiftSettings: optimizeSimulation),
         .testTarget(name: "HarnessCheckTests", dependencies: ["HarnessCheck", "Raft", "RaftStorage"]),
         .testTarget(name: "RaftStorageTests", dependencies: ["RaftStorage", "Raft"]),
         .testTarget(name: "RaftTests", dependencies: ["Raft"]),
         .testTarget(name: "RaftSimulationTests", dependencies: ["RaftSimulation", "Raft"]),
+        .testTarget(name: "RaftNodeMachineTests", dependencies: ["RaftNodeMachine", "RaftNodeWire", "Raft"]),
         // Starts real raft-node processes (the built binary, found beside the test bundle).
         .testTarget(name: "RaftNodeTests", dependencies: ["RaftNode", "RaftNodeWire", "RaftNodeMachine", "RaftNodeHost", "RaftStorage", "Raft"]),
     ]

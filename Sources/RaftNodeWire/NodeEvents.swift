@@ -16,7 +16,8 @@ public enum NodeEvent: Sendable, Hashable {
     case snapshotSent(to: NodeID, index: LogIndex, snapshotTerm: Term, bytes: UInt64, ms: Int)
     case snapshotInstalled(from: NodeID, index: LogIndex, snapshotTerm: Term, bytes: UInt64, ms: Int)
     case snapshotAbandoned(to: NodeID, index: LogIndex, offset: UInt64, reason: String)
-    /// Entries `from` through `index` applied (`term` is the last one's).
+    /// Entries `from` through `index` applied. `term` is the entry at `index`'s, and it is
+    /// the line's `term` (SPEC section 4 names one `term` for the line).
     case apply(from: LogIndex, index: LogIndex, term: Term)
     case error(what: String, detail: String)
 
@@ -61,21 +62,25 @@ public enum NodeEvent: Sendable, Hashable {
             return [("from", .string(from)), ("index", n(index)), ("snapshotTerm", n(term)), ("bytes", n(bytes)), ("ms", .int(Int64(ms)))]
         case let .snapshotAbandoned(to, index, offset, reason):
             return [("to", .string(to)), ("index", n(index)), ("offset", n(offset)), ("reason", .string(reason))]
-        case let .apply(from, index, term): return [("from", n(from)), ("index", n(index)), ("term", n(term))]
+        case let .apply(from, index, _): return [("index", n(index)), ("from", n(from))]
         case let .error(what, detail): return [("what", .string(what)), ("detail", .string(detail))]
         }
     }
 
     /// The whole line, without its newline.
     public func line(ts: String, node: NodeID, term: Term) -> String {
-        JSONValue.object(
+        var term = term
+        if case let .apply(_, _, t) = self { term = t }
+        return JSONValue.object(
             [("ts", .string(ts)), ("node", .string(node)), ("term", .int(Int64(term))), ("event", .string(kind))] + fields
         ).serialized
     }
 
     /// The same as `key=value` words after the timestamp (what node.log shows).
     public func words(node: NodeID, term: Term) -> String {
-        ([("node", JSONValue.string(node)), ("term", .int(Int64(term))), ("event", .string(kind))] + fields)
+        var term = term
+        if case let .apply(_, _, t) = self { term = t }
+        return ([("node", JSONValue.string(node)), ("term", .int(Int64(term))), ("event", .string(kind))] + fields)
             .map { "\($0.0)=\($0.1.serialized)" }.joined(separator: " ")
     }
 }
@@ -128,7 +133,7 @@ public struct NodeEventLine: Sendable, Hashable {
             event = s("from").flatMap { fr in u("index").flatMap { x in u("snapshotTerm").flatMap { t in u("bytes").flatMap { b in i("ms").map { .snapshotInstalled(from: fr, index: x, snapshotTerm: t, bytes: b, ms: $0) } } } } }
         case "snapshot-abandoned":
             event = s("to").flatMap { to in u("index").flatMap { x in u("offset").flatMap { o in s("reason").map { .snapshotAbandoned(to: to, index: x, offset: o, reason: $0) } } } }
-        case "apply": event = u("index").flatMap { x in u("term").map { .apply(from: u("from") ?? x, index: x, term: $0) } }
+        case "apply": event = u("index").map { .apply(from: u("from") ?? $0, index: $0, term: term) }
         case "error": event = s("what").flatMap { w in s("detail").map { .error(what: w, detail: $0) } }
         default: event = nil
         }

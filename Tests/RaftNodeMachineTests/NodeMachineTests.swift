@@ -1,0 +1,171 @@
+import Raft
+import RaftNodeMachine
+import RaftNodeWire
+import Testing
+
+/// Node machines joined by a network in memory: every `.send` is delivered at once (unless
+/// its receiver is cut off), every persist is taken as done, clients' answers are kept.
+/// Time moves only when `tick` says.
+struct MachineNet {
+    var machines: [NodeID: NodeMachine] = [:]
+    var now: Millis = 0
+    var cut: Set<NodeID> = []
+    var answers: [ClientToken: ClientAnswer] = [:]
+    var events: [NodeID: [NodeEvent]] = [:]
+    var nextToken: ClientToken = 1
+
+    init(_ names: [NodeID], requestTimeoutMs: Int = 2000) {
+        let config = Configuration(voters: names, addresses: Dictionary(uniqueKeysWithValues: names.map { ($0, "mem:" + $0) }))
+        let boot = SnapshotMetadata(index: 0, term: 0, configuration: config, size: 0)
+        var settings = NodeSettings()
+        settings.requestTimeoutMs = requestTimeoutMs
+        for (i, n) in names.enumerated() {
+            let c = NodeMachine.Config(name: n, settings: settings.core, tickMs: settings.tickMs, requestTimeoutMs: requestTimeoutMs, initialAddresses: [:])
+            machines[n] = NodeMachine(config: c, seed: UInt64(i + 1) * 7919, state: DurableState(snapshot: boot), store: KeyValueStore(), now: 0)
+        }
+        deliver()
+    }
+
+    /// Carries out every output until none is left.
+    mutating func deliver() {
+        var moved = true
+        while moved {
+            moved = false
+            for name in machines.keys.sorted() {
+                var m = machines[name]!
+                let outputs = m.takeOutputs()
+                machines[name] = m
+                for o in outputs {
+                    moved = true
+                    switch o {
+                    case let .send(msg):
+                        guard !cut.contains(msg.from), !cut.contains(msg.to), var to = machines[msg.to] else { continue }
+                        to.step(.message(msg), now: now)
+                        machines[msg.to] = to
+                    case let .answer(token, a): answers[token] = a
+                    case let .event(e, _): events[name, default: []].append(e)
+                    default: break
+                    }
+                }
+            }
+        }
+    }
+
+    mutating func tick(ms: Int) {
+        for _ in 0..<ms {
+            now += 1
+            for name in machines.keys.sorted() where machines[name]!.nextWake <= now {
+                machines[name]!.advance(to: now)
+            }
+            deliver()
+        }
+    }
+
+    var leader: NodeID? { machines.keys.sorted().first { machines[$0]!.core.role == .leader } }
+
+    mutating func request(_ node: NodeID, _ op: ClientOp) -> ClientToken {
+        let token = nextToken
+        nextToken += 1
+        machines[node]!.step(.client(token, op), now: now)
+        deliver()
+        return token
+    }
+
+    mutating func electLeader() throws -> NodeID {
+        for _ in 0..<5000 where leader == nil { tick(ms: 1) }
+        return try #require(leader)
+    }
+}
+
+@Suite("Node machine: the node's decisions, without I/O")
+struct NodeMachineTests {
+    @Test("A put is answered with its index and term once committed and applied; a get reads it")
+    func putThenGet() throws {
+        var net = MachineNet(["n1", "n2", "n3"])
+        let l = try net.electLeader()
+        let put = net.request(l, .put(key: "k", value: "v"))
+        net.tick(ms: 100)
+        guard case let .written(index, term)? = net.answers[put] else { Issue.record("put: \(String(describing: net.answers[put]))"); return }
+        #expect(index > 0 && term == net.machines[l]!.core.term)
+        let get = net.request(l, .get(key: "k"))
+        net.tick(ms: 100)
+        #expect(net.answers[get] == .read(value: "v", index: index + 1))
+        let missing = net.request(l, .get(key: "none"))
+        net.tick(ms: 100)
+        if case let .read(value, _)? = net.answers[missing] { #expect(value == nil) } else { Issue.record("get of a missing key: \(String(describing: net.answers[missing]))") }
+    }
+
+    @Test("A follower refuses a put at once, not-leader, naming the leader")
+    func followerRefuses() throws {
+        var net = MachineNet(["n1", "n2", "n3"])
+        let l = try net.electLeader()
+        let f = net.machines.keys.sorted().first { $0 != l }!
+        let t = net.request(f, .put(key: "k", value: "v"))
+        #expect(net.answers[t] == .failed(.notLeader, leader: l))
+    }
+
+    @Test("A put that cannot commit is answered timeout at its deadline, and not before")
+    func deadline() throws {
+        var net = MachineNet(["n1", "n2", "n3"], requestTimeoutMs: 500)
+        let l = try net.electLeader()
+        // Cut both followers off: nothing commits, and the leader (with CheckQuorum) steps
+        // down after an election timeout; either way the request is answered.
+        for n in net.machines.keys where n != l { net.cut.insert(n) }
+        let t = net.request(l, .put(key: "k", value: "v"))
+        net.tick(ms: 100)
+        #expect(net.answers[t] == nil, "answered before anything could happen: \(String(describing: net.answers[t]))")
+        net.tick(ms: 1000)
+        let a = try #require(net.answers[t], "never answered")
+        guard case let .failed(error, _, _) = a else { Issue.record("\(a)"); return }
+        #expect(error == .timeout || error == .leadershipLost, "\(a)")
+    }
+
+    @Test("A leader that stops answers every request it holds: writes leadership-lost, snapshots shutting-down")
+    func shutdownAnswersEverything() throws {
+        var net = MachineNet(["n1", "n2", "n3"])
+        let l = try net.electLeader()
+        for n in net.machines.keys where n != l { net.cut.insert(n) }
+        let puts = (0..<5).map { net.request(l, .put(key: "k\($0)", value: "v")) }
+        let change = net.request(l, .remove(node: net.machines.keys.sorted().first { $0 != l }!))
+        net.machines[l]!.step(.stop(reason: "SIGTERM"), now: net.now)
+        #expect(net.machines[l]!.stopReason == "SIGTERM")
+        net.machines[l]!.shutdown(now: net.now)
+        net.deliver()
+        for t in puts + [change] {
+            guard case let .failed(error, _, _)? = net.answers[t] else { Issue.record("\(t): \(String(describing: net.answers[t]))"); continue }
+            #expect(error == .leadershipLost)
+        }
+        #expect(net.events[l]?.last == .stop(reason: "SIGTERM"))
+        // After the stop, a request is answered shutting-down: nothing was done for it.
+        let late = net.request(l, .put(key: "late", value: "v"))
+        #expect(net.answers[late] == .failed(.shuttingDown))
+    }
+
+    @Test("A leader's status names each other member's progress (SPEC section 5); a follower's has none")
+    func status() throws {
+        var net = MachineNet(["n1", "n2", "n3"])
+        let l = try net.electLeader()
+        _ = net.request(l, .put(key: "k", value: "v"))
+        net.tick(ms: 100)
+        let s = net.machines[l]!.status()
+        #expect(s.role == "leader" && s.leader == l && s.members == ["n1", "n2", "n3"])
+        let peers = try #require(s.peers)
+        #expect(peers.map(\.0) == ["n1", "n2", "n3"].filter { $0 != l })
+        for (_, p) in peers { #expect(p.state == "replicate" && p.match == s.lastIndex) }
+        let f = ["n1", "n2", "n3"].first { $0 != l }!
+        #expect(net.machines[f]!.status().peers == nil)
+        #expect(net.machines[f]!.status().digest == s.digest)
+    }
+
+    @Test("The same inputs at the same times give the same outputs: the machine is deterministic")
+    func deterministic() throws {
+        func run() throws -> [String] {
+            var net = MachineNet(["n1", "n2", "n3"])
+            let l = try net.electLeader()
+            for i in 0..<20 { _ = net.request(l, .put(key: "k\(i % 3)", value: "v\(i)")) }
+            net.tick(ms: 300)
+            return net.machines.keys.sorted().flatMap { n in (net.events[n] ?? []).map { "\(n) \($0.kind) \($0.fields.map { "\($0.0)=\($0.1.serialized)" })" } }
+        }
+        #expect(try run() == run())
+    }
+}
