@@ -3,7 +3,7 @@ SWIFT ?= swift
 SEEDS ?= 10000
 SOAK_FROM ?= 1
 
-.PHONY: build test test-cluster explore explore-proof bench soak fixtures clean
+.PHONY: build test test-cluster explore explore-proof explore-proof-sim bench soak fixtures clean
 
 # harness explore: how long `make explore` generates scenarios; how many scenarios the fixed
 # slice of `make test-cluster` runs (about 10 s each on a 2-core box); the time each fault
@@ -62,6 +62,33 @@ explore-proof: build
 	  else \
 	    echo "explore-proof: $$fault: found, but its minimal scenario has $$steps steps before the liveness phase (more than 12): $$minimal"; status=1; \
 	  fi; \
+	done; \
+	exit $$status
+
+# The same proof in the simulator (outside CI): harness and raft-node built with the fault
+# switches; for each fault, explore --sim until the first failure, shrunk exactly, then its
+# minimal scenario run against the faulty processes; prints the time to find it, the steps
+# of the minimal scenario and both verdicts.
+SIM_COUNT ?= 3000
+
+explore-proof-sim: build
+	$(SWIFT) build --scratch-path .build-faults -Xswiftc -DRAFT_FAULTS --product raft-node
+	$(SWIFT) build --scratch-path .build-faults -Xswiftc -DRAFT_FAULTS --product harness
+	@status=0; \
+	for fault in $(FAULTS); do \
+	  dir=.build-faults/proof-sim/$$fault; rm -rf $$dir; mkdir -p $$dir; \
+	  start=$$(date +%s); \
+	  RAFT_FAULT=$$fault .build-faults/debug/harness explore --sim --raft-node .build-faults/debug/raft-node --seed 1 \
+	    --count $(SIM_COUNT) --stop-after-failures 1 --shrink-budget 5m --runs $$dir > $$dir/explore.log 2>&1; \
+	  took=$$(( $$(date +%s) - start )); \
+	  minimal=$$(ls $$dir/*/minimal.scenario 2>/dev/null | head -n 1); \
+	  if [ -z "$$minimal" ]; then \
+	    echo "explore-proof-sim: $$fault: NOT FOUND in $(SIM_COUNT) scenarios (see $$dir/explore.log)"; status=1; continue; \
+	  fi; \
+	  steps=$$(awk '/^# liveness$$/ { exit } !/^[[:space:]]*(#|$$)/ { n++ } END { print n + 0 }' $$minimal); \
+	  found=$$(grep -m1 " FAIL " $$dir/explore.log | awk '{ print $$1 }'); \
+	  echo "explore-proof-sim: $$fault: found at $$found, shrunk to $$steps steps before the liveness phase, $$took s in all: $$minimal"; \
+	  grep -m1 "confirm " $$dir/explore.log | sed 's/^ */    /'; \
 	done; \
 	exit $$status
 

@@ -53,7 +53,7 @@ let package = Package(
         .target(
             name: "RaftTransport",
             dependencies: [
-                "Raft",
+                "Raft", "RaftNodeWire",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
@@ -91,22 +91,30 @@ let package = Package(
             name: "RaftNodeCLI",
             dependencies: ["RaftNode", "RaftNodeWire", "Raft", "CommandLineSupport", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
-        // Scenario language and engine (`harness`); the checker is HarnessCheck.
+        // Start a raft-node process and talk to it: spawn, binaries, the client (no NIO).
+        .target(name: "RaftNodeKit", dependencies: ["Raft", "RaftNodeWire"]),
+        // Scenario language and engine (`harness`), the simulator's world, explore; no NIO.
+        // The checker is HarnessCheck; the process world (link proxies) HarnessProcesses.
         .target(
             name: "Harness",
+            dependencies: ["Raft", "RaftNodeWire", "RaftNodeMachine", "RaftNodeHost", "RaftStorage"],
+            swiftSettings: optimizeSimulation
+        ),
+        // The process world: raft-node children, link proxies over SwiftNIO.
+        .target(
+            name: "HarnessProcesses",
             dependencies: [
-                "Raft", "RaftNodeWire", "RaftNodeMachine", "RaftNodeHost", "RaftStorage",
+                "Harness", "RaftNodeKit", "Raft", "RaftNodeWire", "RaftStorage",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
-            ],
-            swiftSettings: optimizeSimulation
+            ]
         ),
         .executableTarget(
             name: "HarnessCLI",
-            dependencies: ["Harness", "HarnessCheck", "CommandLineSupport", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: ["Harness", "HarnessProcesses", "HarnessCheck", "CommandLineSupport", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
-        .testTarget(name: "HarnessTests", dependencies: ["Harness", "HarnessCheck", "Raft", "RaftNodeWire", "RaftNodeMachine"]),
+        .testTarget(name: "HarnessTests", dependencies: ["Harness", "HarnessProcesses", "HarnessCheck", "RaftNodeKit", "Raft", "RaftNodeWire", "RaftNodeMachine"]),
         // The checker of SPEC section 3 and `harness inspect`: reads a run's files only.
         .target(name: "HarnessCheck", dependencies: ["Raft", "RaftStorage", "RaftNodeWire", "RaftNodeMachine"], swiftSettings: optimizeSimulation),
         .testTarget(name: "HarnessCheckTests", dependencies: ["HarnessCheck", "Raft", "RaftStorage"]),

@@ -1,5 +1,4 @@
 import Foundation
-import NIOConcurrencyHelpers
 import Raft
 import RaftNodeMachine
 import RaftNodeWire
@@ -364,7 +363,7 @@ public final class Engine {
 
     /// Outcomes of submitted puts that have ended, by "batch#index": a task's value cannot
     /// be awaited with a time limit (awaiting it is not cancellable).
-    let finished = NIOLockedValueBox<[String: WriteOutcome]>([:])
+    let finished = Locked<[String: WriteOutcome]>([:])
 
     func apply(setting key: String, _ value: String) {
         if let row = NodeSettings.row(key: key) {

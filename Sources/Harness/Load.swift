@@ -1,5 +1,4 @@
 import Foundation
-import NIOConcurrencyHelpers
 import Raft
 
 /// The background clients of `load C clients [reads P%] [keys K]` (SPEC section 2): each
@@ -20,9 +19,9 @@ final class LoadClients: Sendable {
         var operations = 0
     }
 
-    private let control = NIOLockedValueBox(Control())
+    private let control = Locked(Control())
     private let clock: any RunClock
-    private let tasks: NIOLockedValueBox<[Task<Void, Never>]> = NIOLockedValueBox([])
+    private let tasks: Locked<[Task<Void, Never>]> = Locked([])
 
     struct Settings: Sendable {
         var clients: Int

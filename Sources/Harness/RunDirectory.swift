@@ -1,12 +1,11 @@
 import Foundation
 import RaftNodeWire
-import NIOConcurrencyHelpers
 
 /// Writes a run's `harness.log` and `history.jsonl` (SPEC section 3), each line flushed as
 /// it is written, so that a run cut short still leaves what happened up to then.
 public final class RunDirectoryRecorder: RunRecorder, Sendable {
     public let directory: String
-    private let files: NIOLockedValueBox<(log: FileHandle, history: FileHandle)>
+    private let files: Locked<(log: FileHandle, history: FileHandle)>
     private let clock: any RunClock
 
     public init(directory: String, clock: any RunClock = WallClock()) throws {
@@ -16,11 +15,11 @@ public final class RunDirectoryRecorder: RunRecorder, Sendable {
         func open(_ name: String) throws -> FileHandle {
             let path = directory + "/" + name
             guard FileManager.default.createFile(atPath: path, contents: nil) else {
-                throw ProcessBackend.Failure("cannot create \(path)")
+                throw RecorderError(description: "cannot create \(path)")
             }
             return try FileHandle(forWritingTo: URL(fileURLWithPath: path))
         }
-        files = NIOLockedValueBox((try open("harness.log"), try open("history.jsonl")))
+        files = Locked((try open("harness.log"), try open("history.jsonl")))
     }
 
     public func log(_ line: String) {
@@ -132,3 +131,11 @@ public func runCounts(_ runDirectory: String) -> (snapshotsInstalled: Int, elect
     }
     return (installed, elections)
 }
+
+/// A run directory that cannot be written.
+public struct RecorderError: Error, CustomStringConvertible, Sendable {
+    public var description: String
+}
+
+/// A JSON string literal (the same quoting as the node's own JSON).
+func jsonString(_ s: String) -> String { JSONValue.quote(s) }

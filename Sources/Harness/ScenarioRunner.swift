@@ -27,6 +27,10 @@ public struct ScenarioRunner: Sendable {
     /// The raft-node binary; nil for the one beside the harness.
     public var nodeBinary: String?
     public var world: World = .process
+    /// Makes the process world's back end for a run directory and seed, with the line that
+    /// says what it runs (the raft-node binary, the socket directory, the wall time). Given
+    /// by the caller (HarnessProcesses.ProcessBackend), so that this module needs no NIO.
+    public var processes: (@Sendable (_ directory: String, _ nodeBinary: String?, _ seed: UInt64) throws -> (any ClusterBackend, String))?
     /// The checker of SPEC section 3 over a finished run directory (HarnessCheck's; passed in
     /// so that this module does not depend on it).
     public var checker: @Sendable (String) -> [RunReport.Check]
@@ -38,8 +42,10 @@ public struct ScenarioRunner: Sendable {
 
     public init(
         nodeBinary: String?, checker: @escaping @Sendable (String) -> [RunReport.Check], output: (@Sendable (String) -> Void)?,
-        onRun: (@Sendable (RunInProgress?) -> Void)? = nil
+        onRun: (@Sendable (RunInProgress?) -> Void)? = nil,
+        processes: (@Sendable (_ directory: String, _ nodeBinary: String?, _ seed: UInt64) throws -> (any ClusterBackend, String))? = nil
     ) {
+        self.processes = processes
         self.nodeBinary = nodeBinary
         self.checker = checker
         self.output = output
@@ -64,10 +70,9 @@ public struct ScenarioRunner: Sendable {
         do {
             switch world {
             case .process:
-                let processes = try ProcessBackend(runDirectory: directory, nodeBinary: nodeBinary, seed: seed)
-                backend = processes
+                guard let make = processes else { throw RecorderError(description: "no process back end given to run against processes") }
+                (backend, header) = try make(directory, nodeBinary, seed)
                 recorder = try RunDirectoryRecorder(directory: directory)
-                header = "raft-node \(processes.nodeBinary) sockets \(processes.socketDirectory) started \(timestamp())"
             case .sim:
                 let cluster = try SimulatedCluster(runDirectory: directory, seed: seed)
                 backend = cluster

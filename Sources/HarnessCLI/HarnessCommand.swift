@@ -2,6 +2,7 @@ import ArgumentParser
 import CommandLineSupport
 import Foundation
 import Harness
+import HarnessProcesses
 import HarnessCheck
 
 #if canImport(Glibc)
@@ -76,7 +77,7 @@ struct Run: AsyncParsableCommand {
         print("harness: \(scenarios.count) scenario(s), seed \(seed), \(sim ? "in the simulator" : "against processes"), runs in \(runs)/")
         var rows: [(String, Bool, Int, Int, Int, String)] = []
         var runner = ScenarioRunner(
-            nodeBinary: raftNode, checker: { Checking.results($0) }, output: { print($0) }, onRun: { Interruption.current($0) })
+            nodeBinary: raftNode, checker: { Checking.results($0) }, output: { print($0) }, onRun: { Interruption.current($0) }, processes: ProcessBackend.maker)
         runner.world = sim ? .sim : .process
         let world = sim ? "sim" : "process"
         for scenario in scenarios {
@@ -185,14 +186,14 @@ struct Explore: AsyncParsableCommand {
         if dryRun {
             var o = options
             o.dryRun = true
-            let runner = ScenarioRunner(nodeBinary: raftNode, checker: { _ in [] }, output: nil)
+            let runner = ScenarioRunner(nodeBinary: raftNode, checker: { _ in [] }, output: nil, processes: ProcessBackend.maker)
             _ = await ExploreRunner(options: o, runner: runner, say: printLine).run()
             return
         }
         Interruption.install()
         let output = verbose ? printLine : nil
         var runner = ScenarioRunner(
-            nodeBinary: raftNode, checker: { Checking.results($0) }, output: output, onRun: { Interruption.current($0) })
+            nodeBinary: raftNode, checker: { Checking.results($0) }, output: output, onRun: { Interruption.current($0) }, processes: ProcessBackend.maker)
         var explorer = ExploreRunner(options: options, runner: runner, say: printLine)
         if sim {
             explorer.confirm = runner

@@ -2,6 +2,7 @@ import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 import Raft
+import RaftNodeWire
 
 /// The sending side towards one peer: two queues bounded in bytes, and at most one
 /// connection, dialled when there is something to send and redialled with exponential backoff

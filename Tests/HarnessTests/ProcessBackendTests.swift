@@ -1,5 +1,7 @@
 import Foundation
 @testable import Harness
+import HarnessProcesses
+import RaftNodeKit
 import Testing
 
 /// The socket inodes that the descriptors of process `pid` hold ("socket:[123]" links).

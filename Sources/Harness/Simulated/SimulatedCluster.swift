@@ -31,6 +31,10 @@ public final class SimulatedCluster: ClusterBackend, @unchecked Sendable {
     private var pausedNodes: Set<String> = []
     /// When the last message on each directed link arrives: a link delivers in order.
     private var linkClear: [String: Int64] = [:]
+    /// The planted fault `stuck-peer-connection` (a -DRAFT_FAULTS build): links whose
+    /// connection closed (its receiver died) and that their sender never dials again, with
+    /// the sender's process they belong to.
+    private var stuckLinks: [String: Int] = [:]
 
     public init(runDirectory: String, seed: UInt64) throws {
         self.runDirectory = runDirectory
@@ -98,6 +102,7 @@ public final class SimulatedCluster: ClusterBackend, @unchecked Sendable {
     func exited(_ node: SimulatedNode) {
         if nodes[node.name] === node { nodes[node.name] = nil }
         pausedNodes.remove(node.name)
+        connectionsClosed(to: node.name)
     }
 
     public func createCluster(_ names: [String], settings: NodeSettings) async throws {
@@ -150,7 +155,17 @@ public final class SimulatedCluster: ClusterBackend, @unchecked Sendable {
         pausedNodes.remove(name)
         node.diedAtUs = timeline.nowUs
         node.close()
+        connectionsClosed(to: name)
         return node
+    }
+
+    /// `name`'s process ended: every connection to it closed. With the planted fault
+    /// `stuck-peer-connection`, a sender never dials it again until the sender restarts.
+    func connectionsClosed(to name: String) {
+        guard FaultSwitch.isOn(.stuckPeerConnection) else { return }
+        for (other, node) in nodes.sorted(by: { $0.key < $1.key }) where other != name {
+            stuckLinks[other + ">" + name] = node.incarnation
+        }
     }
 
     /// The node dies, and what it wrote but did not fsync is cut from its files: in the
@@ -208,8 +223,9 @@ public final class SimulatedCluster: ClusterBackend, @unchecked Sendable {
     /// bytes take, in order on its link, unless the link is cut or the message lost (decided
     /// when it is sent). A node that is gone when it arrives never sees it.
     func send(_ m: Message, from sender: SimulatedNode, at us: Int64) {
-        guard let delayMs = network.fate(from: m.from, to: m.to) else { return }
         let link = m.from + ">" + m.to
+        if let stuck = stuckLinks[link], stuck == sender.incarnation { return }
+        guard let delayMs = network.fate(from: m.from, to: m.to) else { return }
         let bytes = Self.approximateSize(m)
         var arrive = us + rates.linkUs + rates.us(bytes, perSecond: rates.linkBytesPerSecond) + Int64(delayMs) * 1000
         arrive = max(arrive, (linkClear[link] ?? 0) + 1)

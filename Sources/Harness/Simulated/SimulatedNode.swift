@@ -101,7 +101,8 @@ final class SimulatedNode {
         var config = NodeMachine.Config(
             name: name, settings: settings.core, tickMs: settings.tickMs, requestTimeoutMs: settings.requestTimeoutMs,
             initialAddresses: addresses)
-        config.ignoreSnapshotAfterRestart = false
+        // The planted fault of a -DRAFT_FAULTS build, as the process runtime takes it.
+        config.ignoreSnapshotAfterRestart = FaultSwitch.isOn(.ignoreSnapshotAfterRestart)
         machine = NodeMachine(config: config, seed: seed, state: state, store: store, now: cluster.nowMs)
         busyUntilUs = cluster.timeline.nowUs
         takeTurn()

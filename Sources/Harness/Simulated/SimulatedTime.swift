@@ -1,5 +1,4 @@
 import Foundation
-import NIOConcurrencyHelpers
 import RaftNodeWire
 
 /// The simulator's executor: one FIFO queue of jobs, run on the driver's thread only when
@@ -7,7 +6,7 @@ import RaftNodeWire
 /// clients) runs here, one job at a time, in the order they became ready: with the seed,
 /// that order is the whole schedule, the same in every process.
 final class SimulatedExecutor: TaskExecutor, @unchecked Sendable {
-    private let jobs = NIOLockedValueBox<[UnownedJob]>([])
+    private let jobs = Locked<[UnownedJob]>([])
 
     func enqueue(_ job: consuming ExecutorJob) {
         let job = UnownedJob(job)
@@ -103,7 +102,7 @@ enum SimulatedRun {
     ) async throws -> T {
         try await withCheckedThrowingContinuation { (outer: CheckedContinuation<T, any Error>) in
             let thread = Thread {
-                let result = NIOLockedValueBox<T?>(nil)
+                let result = Locked<T?>(nil)
                 _ = Task(executorPreference: executor) {
                     let value = await body()
                     result.withLockedValue { $0 = value }

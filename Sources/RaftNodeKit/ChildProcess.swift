@@ -6,6 +6,14 @@ import Foundation
     import Darwin
 #endif
 
+// RaftNodeKit: start a raft-node process and talk to it, for every side that does (the
+// harness's process back end, the node tests, the bench). No NIO.
+//
+//   ChildProcess.swift     spawn with a stdin pipe (exit-on-stdin-close), signals, reaping
+//   NodeBinaries.swift     where the built raft-node (or harness) is
+//   NodeConnection.swift   the client protocol over a blocking socket: typed requests and
+//                          answers, one line at a time, with timeouts; and an async call
+
 /// A child process started by the harness.
 ///
 /// It starts with three descriptors and no others: its standard input, a pipe whose write
@@ -19,16 +27,16 @@ import Foundation
 /// its children itself.
 private let spawnLock = NSLock()
 
-struct ChildProcess: Sendable {
-    var pid: pid_t
+public struct ChildProcess: Sendable {
+    public var pid: pid_t
     /// The write end of the child's stdin; closed once the child has exited.
-    var stdinWriteEnd: Int32
+    public var stdinWriteEnd: Int32
 
-    struct SpawnError: Error, CustomStringConvertible {
-        var description: String
+    public struct SpawnError: Error, CustomStringConvertible {
+        public var description: String
     }
 
-    static func spawn(path: String, arguments: [String], output: String, environment extra: [String: String] = [:]) throws(SpawnError) -> ChildProcess {
+    public static func spawn(path: String, arguments: [String], output: String, environment extra: [String: String] = [:]) throws(SpawnError) -> ChildProcess {
         var fds: [Int32] = [-1, -1]
         // pipe2 is not visible from Swift on Linux: pipe, then close-on-exec, under a lock
         // so that no other spawn of this process can inherit the ends in between.
@@ -123,13 +131,13 @@ struct ChildProcess: Sendable {
         }
     }
 
-    func signal(_ sig: Int32) {
+    public func signal(_ sig: Int32) {
         _ = kill(pid, sig)
     }
 
     /// The scheduler state letter of /proc/PID/stat (`T` stopped, `R` running, ...), nil
     /// when it cannot be read.
-    static func schedulerState(_ pid: pid_t) -> Character? {
+    public static func schedulerState(_ pid: pid_t) -> Character? {
         guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
             let close = stat.lastIndex(of: ")")
         else { return nil }
@@ -139,7 +147,7 @@ struct ChildProcess: Sendable {
     /// SIGSTOP, then waits (up to `timeoutMs`) until the kernel has stopped the child: a
     /// running process goes on for a moment after kill(2) returns, and a step after `pause`
     /// must not see it answer.
-    func stop(timeoutMs: Int = 2_000) async {
+    public func stop(timeoutMs: Int = 2_000) async {
         signal(SIGSTOP)
         let deadline = ContinuousClock.now + .milliseconds(timeoutMs)
         while ContinuousClock.now < deadline {
@@ -148,8 +156,18 @@ struct ChildProcess: Sendable {
         }
     }
 
+    /// The same, for a caller on a thread of its own (the node tests).
+    public func stopBlocking(timeoutMs: Int = 2_000) {
+        signal(SIGSTOP)
+        let deadline = ContinuousClock.now + .milliseconds(timeoutMs)
+        while ContinuousClock.now < deadline {
+            guard let state = Self.schedulerState(pid), state != "T", state != "t", state != "Z" else { return }
+            usleep(1000)
+        }
+    }
+
     /// How the child ended, if it has (it is then reaped); nil while it runs.
-    func reap() -> String? {
+    public func reap() -> String? {
         var status: Int32 = 0
         let r = waitpid(pid, &status, WNOHANG)
         if r == 0 { return nil }
@@ -158,7 +176,7 @@ struct ChildProcess: Sendable {
     }
 
     /// Waits for the child to end (reaping it).
-    func waitBlocking() -> String {
+    public func waitBlocking() -> String {
         var status: Int32 = 0
         while true {
             let r = waitpid(pid, &status, 0)
@@ -167,7 +185,7 @@ struct ChildProcess: Sendable {
         }
     }
 
-    static func describe(_ status: Int32) -> String {
+    public static func describe(_ status: Int32) -> String {
         let low = status & 0x7f
         if low == 0 { return "exit \((status >> 8) & 0xff)" }
         return "signal \(low)"

@@ -1,3 +1,5 @@
+import Harness
+import RaftNodeKit
 import RaftNodeWire
 import Foundation
 import RaftStorage
@@ -231,7 +233,7 @@ public final class ProcessBackend: ClusterBackend {
         let deadline = ContinuousClock.now + .milliseconds(withinMs)
         let path = try clientPath(name)
         while true {
-            if case .answer = await NodeClient.send(#"{"id":0,"op":"status"}"#, to: path, timeoutMs: 1000, group: group) { return }
+            if case .answer = await NodeConnection.request(.status, to: path, timeoutMs: 1000) { return }
             reapExited()
             if let exit = state.withLockedValue({ s in s.nodes[name].flatMap { $0.process == nil ? ($0.lastExit ?? "ended") : nil } }) {
                 throw Failure("\(name) ended (\(exit)) before answering on \(path): \(stderrTail(name))")
@@ -384,18 +386,23 @@ public final class ProcessBackend: ClusterBackend {
 
     public func request(_ name: String, _ op: ClientOp, timeoutMs: Int) async throws(RequestFailure) -> ClientAnswer {
         guard let path = try? clientPath(name) else { throw RequestFailure(.refused("not sent", leader: nil), "no client socket for \(name)") }
-        switch await NodeClient.send(op.line(id: .int(1)), to: path, timeoutMs: timeoutMs, group: group) {
+        switch await NodeConnection.request(op, to: path, timeoutMs: timeoutMs) {
         case let .notSent(why): throw RequestFailure(.refused("not sent", leader: nil), why)
         case let .noAnswer(why): throw RequestFailure(.unknown("no answer", leader: nil), why)
-        case let .answer(text):
-            guard let answer = ClientAnswer(parsing: text, for: op) else {
-                throw RequestFailure(.failed("unreadable answer"), "unreadable answer from \(name): \(text)")
-            }
+        case let .unreadable(text): throw RequestFailure(.failed("unreadable answer"), "unreadable answer from \(name): \(text)")
+        case let .answer(answer):
             if case let .failed(error, leader, _) = answer {
-                throw RequestFailure(.of(error: error, leader: leader), "\(name) answered \(text)")
+                throw RequestFailure(.of(error: error, leader: leader), "\(name) answered \(answer.line(id: .int(1)))")
             }
             return answer
         }
+    }
+
+    /// The process world's back end for `ScenarioRunner`: a back end and the line saying
+    /// what it runs.
+    public static let maker: @Sendable (String, String?, UInt64) throws -> (any ClusterBackend, String) = { dir, binary, seed in
+        let p = try ProcessBackend(runDirectory: dir, nodeBinary: binary, seed: seed)
+        return (p, "raft-node \(p.nodeBinary) sockets \(p.socketDirectory) started \(timestamp())")
     }
 
     public let clock: any RunClock = WallClock()

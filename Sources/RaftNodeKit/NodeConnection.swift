@@ -1,0 +1,169 @@
+import Foundation
+import Raft
+import RaftNodeWire
+
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Darwin)
+    import Darwin
+#endif
+
+/// What became of one request (SPEC section 5).
+public enum ClientReply: Sendable, Hashable {
+    /// The node's answer.
+    case answer(ClientAnswer)
+    /// Nothing was sent: the socket is missing or refused the connection.
+    case notSent(String)
+    /// Sent, but no answer came (the node died, closed the connection, or the time ran out).
+    case noAnswer(String)
+    /// A line came that is not an answer of SPEC section 5.
+    case unreadable(String)
+}
+
+/// A failure of the socket itself.
+public struct ConnectionError: Error, CustomStringConvertible, Sendable {
+    public var description: String
+    /// Nothing was sent on this connection yet (connecting failed).
+    public var beforeSending: Bool
+}
+
+/// One connection to a node's client socket: blocking, with a time limit on each read and
+/// write; requests and answers are lines (SPEC section 5).
+public final class NodeConnection {
+    private var fd: Int32
+    private var buffer: [UInt8] = []
+    public let path: String
+
+    public init(path: String, timeoutMs: Int) throws(ConnectionError) {
+        self.path = path
+        fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw ConnectionError(description: "socket(): \(String(cString: strerror(errno)))", beforeSending: true) }
+        var addr = sockaddr_un()
+        addr.sun_family = sa_family_t(AF_UNIX)
+        let bytes = Array(path.utf8)
+        guard bytes.count < MemoryLayout.size(ofValue: addr.sun_path) else {
+            close()
+            throw ConnectionError(description: "socket path \(path) is \(bytes.count) bytes; UNIX sockets allow 103", beforeSending: true)
+        }
+        withUnsafeMutableBytes(of: &addr.sun_path) { raw in
+            raw.copyBytes(from: bytes)
+            raw[bytes.count] = 0
+        }
+        let fd = self.fd
+        let connected = withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        guard connected == 0 else {
+            let e = errno
+            close()
+            throw ConnectionError(description: "cannot connect to \(path): \(String(cString: strerror(e)))", beforeSending: true)
+        }
+        setTimeout(ms: timeoutMs)
+    }
+
+    deinit { close() }
+
+    /// The time limit of each later read and write.
+    public func setTimeout(ms: Int) {
+        let ms = max(1, ms)
+        var tv = timeval(tv_sec: ms / 1000, tv_usec: __suseconds_t((ms % 1000) * 1000))
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+    }
+
+    public func close() {
+        if fd >= 0 { _ = systemClose(fd) }
+        fd = -1
+    }
+
+    /// Writes all of `bytes` (MSG_NOSIGNAL: a closed peer is an error, not a SIGPIPE).
+    public func write(_ bytes: [UInt8]) throws(ConnectionError) {
+        var sent = 0
+        while sent < bytes.count {
+            let fd = self.fd
+            let n = bytes[sent...].withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            if n < 0 && errno == EINTR { continue }
+            guard n > 0 else { throw ConnectionError(description: "send to \(path): \(String(cString: strerror(errno)))", beforeSending: false) }
+            sent += n
+        }
+    }
+
+    public func writeLine(_ line: String) throws(ConnectionError) { try write(Array((line + "\n").utf8)) }
+
+    /// Reads what is there (blocking until something is, or the time limit); nil at EOF.
+    public func readSome() throws(ConnectionError) -> [UInt8]? {
+        var chunk = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let fd = self.fd
+            let n = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+            if n < 0 && errno == EINTR { continue }
+            if n < 0 {
+                let what = errno == EAGAIN || errno == EWOULDBLOCK ? "no answer from \(path) in time" : "recv from \(path): \(String(cString: strerror(errno)))"
+                throw ConnectionError(description: what, beforeSending: false)
+            }
+            return n == 0 ? nil : Array(chunk[..<n])
+        }
+    }
+
+    /// The next line, without its newline.
+    public func readLine() throws(ConnectionError) -> String {
+        while true {
+            if let nl = buffer.firstIndex(of: 0x0a) {
+                let line = String(decoding: buffer[..<nl], as: UTF8.self)
+                buffer.removeSubrange(...nl)
+                return line
+            }
+            guard let more = try readSome() else { throw ConnectionError(description: "\(path) closed the connection", beforeSending: false) }
+            buffer += more
+        }
+    }
+
+    /// Sends `op` and reads its answer (the first line).
+    public func call(_ op: ClientOp, id: Int64 = 1) -> ClientReply {
+        do {
+            try writeLine(op.line(id: .int(id)))
+        } catch {
+            return .noAnswer(error.description)
+        }
+        let line: String
+        do {
+            line = try readLine()
+        } catch {
+            return .noAnswer(error.description)
+        }
+        guard let answer = ClientAnswer(parsing: line, for: op) else { return .unreadable(line) }
+        return .answer(answer)
+    }
+
+    // MARK: One request, one connection
+
+    /// Connects, sends `op`, reads the answer, closes; at most `timeoutMs` for each part.
+    public static func request(_ op: ClientOp, to path: String, timeoutMs: Int) -> ClientReply {
+        let c: NodeConnection
+        do {
+            c = try NodeConnection(path: path, timeoutMs: timeoutMs)
+        } catch {
+            return .notSent(error.description)
+        }
+        defer { c.close() }
+        return c.call(op)
+    }
+
+    /// The same from async code: the blocking call runs on a thread of its own, so that no
+    /// thread of the cooperative pool waits on a socket.
+    public static func request(_ op: ClientOp, to path: String, timeoutMs: Int) async -> ClientReply {
+        await withCheckedContinuation { (c: CheckedContinuation<ClientReply, Never>) in
+            blockingCalls.async { c.resume(returning: request(op, to: path, timeoutMs: timeoutMs)) }
+        }
+    }
+
+    private static let blockingCalls = DispatchQueue(label: "raft-node-kit.requests", attributes: .concurrent)
+}
+
+private func systemClose(_ fd: Int32) -> Int32 {
+    #if canImport(Glibc)
+        Glibc.close(fd)
+    #else
+        Darwin.close(fd)
+    #endif
+}
