@@ -47,7 +47,7 @@ let package = Package(
             providers: [.apt(["zlib1g-dev"]), .brew(["zlib"])]),
         .target(name: "RaftStorage", dependencies: ["Raft", "CZlib"], swiftSettings: optimizeSimulation),
         .executableTarget(name: "RaftFixtures", dependencies: ["RaftStorage", "Raft"]),
-        .executableTarget(name: "RaftBench", dependencies: ["RaftStorage", "Raft", "CZlib"]),
+        .executableTarget(name: "RaftBench", dependencies: ["RaftStorage", "Raft", "CZlib", "RaftNodeKit"]),
         .executableTarget(name: "StorageCrashChild", dependencies: ["RaftStorage", "Raft"]),
         // Peer links over UNIX sockets and TCP: frames, handshake, per-peer queues, reconnects.
         .target(
@@ -123,6 +123,6 @@ let package = Package(
         .testTarget(name: "RaftSimulationTests", dependencies: ["RaftSimulation", "Raft"]),
         .testTarget(name: "RaftNodeMachineTests", dependencies: ["RaftNodeMachine", "RaftNodeWire", "Raft"]),
         // Starts real raft-node processes (the built binary, found beside the test bundle).
-        .testTarget(name: "RaftNodeTests", dependencies: ["RaftNode", "RaftNodeWire", "RaftNodeMachine", "RaftNodeHost", "RaftStorage", "Raft"]),
+        .testTarget(name: "RaftNodeTests", dependencies: ["RaftNode", "RaftNodeKit", "RaftNodeWire", "RaftNodeMachine", "RaftNodeHost", "RaftStorage", "Raft"]),
     ]
 )

@@ -13,6 +13,7 @@
 import CZlib
 import Dispatch
 import Foundation
+import RaftNodeKit
 import RaftStorage
 
 #if canImport(Glibc)
@@ -31,68 +32,20 @@ struct NodeBenchOptions {
 
 // MARK: A client connection: JSON lines over a UNIX socket, blocking.
 
+/// The kit's connection, as the bench uses it: raw lines out, raw lines back.
 final class LineSocket: @unchecked Sendable {
-    // One thread writes and one reads at most; the fd itself is safe for that.
-    let fd: Int32
-    private var buffer = [UInt8](repeating: 0, count: 1 << 16)
-    private var start = 0
-    private var end = 0
+    // One thread writes and one reads at most; the socket itself is safe for that.
+    let connection: NodeConnection
 
     init(path: String) throws {
-        fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { throw BenchError("socket: \(String(cString: strerror(errno)))") }
-        var addr = sockaddr_un()
-        addr.sun_family = sa_family_t(AF_UNIX)
-        let bytes = Array(path.utf8)
-        guard bytes.count < MemoryLayout.size(ofValue: addr.sun_path) else { throw BenchError("socket path too long: \(path)") }
-        withUnsafeMutableBytes(of: &addr.sun_path) { raw in
-            raw.copyBytes(from: bytes)
-            raw[bytes.count] = 0
-        }
-        let r = withUnsafePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
-        }
-        guard r == 0 else {
-            let e = errno
-            close(fd)
-            throw BenchError("connect \(path): \(String(cString: strerror(e)))")
-        }
+        connection = try NodeConnection(path: path, timeoutMs: 60_000)
     }
 
-    deinit { close(fd) }
-
-    func send(_ line: [UInt8]) throws {
-        var off = 0
-        try line.withUnsafeBytes { raw in
-            while off < raw.count {
-                let n = write(fd, raw.baseAddress! + off, raw.count - off)
-                if n < 0 && errno == EINTR { continue }
-                guard n > 0 else { throw BenchError("write: \(String(cString: strerror(errno)))") }
-                off += n
-            }
-        }
-    }
-
+    func send(_ line: [UInt8]) throws { try connection.write(line) }
     func send(_ line: String) throws { try send(Array(line.utf8)) }
 
     /// The next line, without its newline.
-    func readLine() throws -> [UInt8] {
-        var line: [UInt8] = []
-        while true {
-            if let nl = buffer[start..<end].firstIndex(of: UInt8(ascii: "\n")) {
-                line += buffer[start..<nl]
-                start = nl + 1
-                return line
-            }
-            line += buffer[start..<end]
-            start = 0
-            end = 0
-            let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress!, $0.count) }
-            if n < 0 && errno == EINTR { continue }
-            guard n > 0 else { throw BenchError("connection closed by the node") }
-            end = n
-        }
-    }
+    func readLine() throws -> [UInt8] { try connection.readLineBytes() }
 
     /// Sends a request and waits for its answer (one in flight).
     func call(_ line: String) throws -> [String: Any] {
@@ -122,8 +75,9 @@ final class NodeProcess {
     let dataDir: String
     let peer: String
     let client: String
-    let process = Process()
-    let stdin = Pipe()
+    /// The kit's child: a stdin pipe held here (--exit-on-stdin-close), its own group.
+    let child: ChildProcess
+    private var ended: String?
 
     init(binary: String, name: String, dataDir: String, peer: String, client: String, extra: [String]) throws {
         self.name = name
@@ -131,34 +85,35 @@ final class NodeProcess {
         self.peer = peer
         self.client = client
         try FileManager.default.createDirectory(atPath: dataDir, withIntermediateDirectories: true)
-        process.executableURL = URL(fileURLWithPath: binary)
-        process.arguments = ["--name", name, "--data-dir", dataDir, "--listen", peer, "--client", client, "--exit-on-stdin-close"] + extra
-        process.standardInput = stdin
-        _ = FileManager.default.createFile(atPath: dataDir + "/stderr.txt", contents: nil)
-        let err = FileHandle(forWritingAtPath: dataDir + "/stderr.txt")
-        process.standardOutput = err
-        process.standardError = err
-        try process.run()
+        child = try ChildProcess.spawn(
+            path: binary, arguments: ["--name", name, "--data-dir", dataDir, "--listen", peer, "--client", client, "--exit-on-stdin-close"] + extra,
+            output: dataDir + "/stderr.txt")
     }
 
-    var pid: Int32 { process.processIdentifier }
+    var pid: Int32 { child.pid }
+
+    var isRunning: Bool {
+        if ended == nil { ended = child.reap() }
+        return ended == nil
+    }
 
     /// Waits for the client socket to answer `status`.
     func waitUp(timeout: Double = 20) throws -> LineSocket {
         let deadline = Date().addingTimeInterval(timeout)
         while true {
             if let s = try? LineSocket(path: client), (try? s.call(#"{"id":0,"op":"status"}"#)) != nil { return s }
-            guard process.isRunning else { throw BenchError("\(name) exited with status \(process.terminationStatus); see \(dataDir)/stderr.txt") }
+            guard isRunning else { throw BenchError("\(name) ended (\(ended ?? "?")); see \(dataDir)/stderr.txt") }
             guard Date() < deadline else { throw BenchError("\(name) did not answer on \(client)") }
             usleep(20_000)
         }
     }
 
     func stop() {
-        if process.isRunning {
-            kill(process.processIdentifier, SIGTERM)
-            process.waitUntilExit()
+        if isRunning {
+            child.signal(SIGTERM)
+            ended = child.waitBlocking()
         }
+        close(child.stdinWriteEnd)
     }
 
     /// A field of /proc/PID/status in KiB (VmRSS, VmHWM).

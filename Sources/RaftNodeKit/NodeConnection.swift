@@ -25,13 +25,18 @@ public struct ConnectionError: Error, CustomStringConvertible, Sendable {
     public var description: String
     /// Nothing was sent on this connection yet (connecting failed).
     public var beforeSending: Bool
+    /// The time limit ran out (nothing came, or nothing could be written).
+    public var timedOut = false
 }
 
 /// One connection to a node's client socket: blocking, with a time limit on each read and
 /// write; requests and answers are lines (SPEC section 5).
 public final class NodeConnection {
     private var fd: Int32
-    private var buffer: [UInt8] = []
+    /// Bytes read and not yet taken: `buffer[start..<end]`.
+    private var buffer = [UInt8](repeating: 0, count: 1 << 16)
+    private var start = 0
+    private var end = 0
     public let path: String
 
     public init(path: String, timeoutMs: Int) throws(ConnectionError) {
@@ -92,30 +97,48 @@ public final class NodeConnection {
 
     /// Reads what is there (blocking until something is, or the time limit); nil at EOF.
     public func readSome() throws(ConnectionError) -> [UInt8]? {
-        var chunk = [UInt8](repeating: 0, count: 65536)
+        if start >= end {
+            guard try fill() else { return nil }
+        }
+        defer { start = end }
+        return Array(buffer[start..<end])
+    }
+
+    /// Reads into the empty buffer; false at EOF.
+    private func fill() throws(ConnectionError) -> Bool {
+        start = 0
+        end = 0
         while true {
             let fd = self.fd
-            let n = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+            let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
             if n < 0 && errno == EINTR { continue }
             if n < 0 {
-                let what = errno == EAGAIN || errno == EWOULDBLOCK ? "no answer from \(path) in time" : "recv from \(path): \(String(cString: strerror(errno)))"
-                throw ConnectionError(description: what, beforeSending: false)
+                let late = errno == EAGAIN || errno == EWOULDBLOCK
+                let what = late ? "no answer from \(path) in time" : "recv from \(path): \(String(cString: strerror(errno)))"
+                throw ConnectionError(description: what, beforeSending: false, timedOut: late)
             }
-            return n == 0 ? nil : Array(chunk[..<n])
+            end = n
+            return n > 0
+        }
+    }
+
+    /// The next line's bytes, without its newline.
+    public func readLineBytes() throws(ConnectionError) -> [UInt8] {
+        var line: [UInt8] = []
+        while true {
+            if let nl = buffer[start..<end].firstIndex(of: 0x0a) {
+                line += buffer[start..<nl]
+                start = nl + 1
+                return line
+            }
+            line += buffer[start..<end]
+            guard try fill() else { throw ConnectionError(description: "\(path) closed the connection", beforeSending: false) }
         }
     }
 
     /// The next line, without its newline.
     public func readLine() throws(ConnectionError) -> String {
-        while true {
-            if let nl = buffer.firstIndex(of: 0x0a) {
-                let line = String(decoding: buffer[..<nl], as: UTF8.self)
-                buffer.removeSubrange(...nl)
-                return line
-            }
-            guard let more = try readSome() else { throw ConnectionError(description: "\(path) closed the connection", beforeSending: false) }
-            buffer += more
-        }
+        String(decoding: try readLineBytes(), as: UTF8.self)
     }
 
     /// Sends `op` and reads its answer (the first line).

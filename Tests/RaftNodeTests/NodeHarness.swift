@@ -1,4 +1,5 @@
 import Foundation
+import RaftNodeKit
 import Testing
 
 // A small harness for tests that run real `raft-node` processes: start, stop (SIGTERM),
@@ -23,22 +24,7 @@ let packageRoot: URL = {
 /// The built `raft-node`: beside the test bundle (what `swift build --build-tests` and
 /// `swift test` build), else in the package's build directories.
 func raftNodePath() -> String? {
-    var dirs: [URL] = []
-    if let exe = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe") {
-        dirs.append(URL(fileURLWithPath: exe).deletingLastPathComponent())
-    }
-    dirs.append(URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent())
-    var bundle = Bundle.main.bundleURL
-    for _ in 0..<4 {
-        dirs.append(bundle)
-        bundle.deleteLastPathComponent()
-    }
-    for build in [".build-nodetests", ".build"] { dirs.append(packageRoot.appendingPathComponent(build).appendingPathComponent("debug")) }
-    for dir in dirs {
-        let path = dir.appendingPathComponent("raft-node").path
-        if FileManager.default.isExecutableFile(atPath: path) { return path }
-    }
-    return nil
+    NodeBinaries.locate("raft-node", packageRoot: packageRoot, buildDirectories: [".build-nodetests", ".build"])
 }
 
 struct HarnessError: Error, CustomStringConvertible {
@@ -98,78 +84,12 @@ func jsonQuote(_ s: String) -> String {
 
 // MARK: Sockets
 
-/// A blocking UNIX stream socket with send and receive timeouts.
-final class UnixSocket {
-    private(set) var fd: Int32
-    private var buffer: [UInt8] = []
+/// A blocking UNIX stream socket with send and receive timeouts (the kit's).
+typealias UnixSocket = NodeConnection
 
-    init(path: String, timeout: Double = defaultTimeout) throws {
-        fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { throw HarnessError("socket(): errno \(errno)") }
-        var addr = sockaddr_un()
-        addr.sun_family = sa_family_t(AF_UNIX)
-        let bytes = Array(path.utf8)
-        guard bytes.count < MemoryLayout.size(ofValue: addr.sun_path) else {
-            Glibc.close(fd)
-            throw HarnessError("socket path \(path) is too long")
-        }
-        withUnsafeMutableBytes(of: &addr.sun_path) { raw in
-            raw.copyBytes(from: bytes)
-            raw[bytes.count] = 0
-        }
-        let connected = withUnsafePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
-        }
-        guard connected == 0 else {
-            let e = errno
-            Glibc.close(fd)
-            throw HarnessError("connect(\(path)): errno \(e)")
-        }
-        var tv = timeval(tv_sec: Int(timeout), tv_usec: Int((timeout - Double(Int(timeout))) * 1_000_000))
-        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
-        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
-    }
-
-    deinit { close() }
-
-    func close() {
-        if fd >= 0 { Glibc.close(fd) }
-        fd = -1
-    }
-
-    /// Writes all of `bytes` (MSG_NOSIGNAL: a closed peer is an error, not a SIGPIPE).
-    func write(_ bytes: [UInt8]) throws {
-        var sent = 0
-        while sent < bytes.count {
-            let n = bytes[sent...].withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
-            if n < 0 && errno == EINTR { continue }
-            guard n > 0 else { throw HarnessError("send: errno \(errno)") }
-            sent += n
-        }
-    }
-
-    /// Reads what is there (blocking until something is, or the timeout); nil at EOF.
-    func readSome() throws -> [UInt8]? {
-        var chunk = [UInt8](repeating: 0, count: 65536)
-        while true {
-            let n = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
-            if n < 0 && errno == EINTR { continue }
-            if n < 0 { throw HarnessError(errno == EAGAIN || errno == EWOULDBLOCK ? "no answer before the timeout" : "recv: errno \(errno)") }
-            return n == 0 ? nil : Array(chunk[..<n])
-        }
-    }
-
-    /// The next line, without its newline.
-    func readLine() throws -> String {
-        while true {
-            if let nl = buffer.firstIndex(of: 0x0a) {
-                let line = String(decoding: buffer[..<nl], as: UTF8.self)
-                buffer.removeSubrange(...nl)
-                return line
-            }
-            guard let more = try readSome() else { throw HarnessError("the node closed the connection") }
-            buffer += more
-        }
+extension NodeConnection {
+    convenience init(path: String, timeout: Double = defaultTimeout) throws {
+        try self.init(path: path, timeoutMs: Int(timeout * 1000))
     }
 }
 
@@ -225,16 +145,26 @@ final class NodeProcess {
     var arguments: [String]
     let binary: String
     let outputPath: String
-    private(set) var process: Process?
-    private var stdinPipe: Pipe?
+    /// The running process (the kit's child: a stdin pipe held here, its own process group).
+    private(set) var child: ChildProcess?
+    /// How the last process ended, once it has.
+    private(set) var ended: String?
     private(set) var starts = 0
     /// Stopped with SIGSTOP and not resumed: its sockets accept connections but nothing answers.
     private(set) var paused = false
 
     var clientSocket: String { dataDir + "/client.sock" }
     var eventsPath: String { dataDir + "/events.jsonl" }
-    var pid: Int32 { process?.processIdentifier ?? 0 }
-    var isRunning: Bool { process?.isRunning ?? false }
+    var pid: Int32 { child?.pid ?? 0 }
+    var isRunning: Bool {
+        guard let c = child, ended == nil else { return false }
+        if let how = c.reap() {
+            ended = how
+            close(c.stdinWriteEnd)
+            return false
+        }
+        return true
+    }
 
     init(name: String, dataDir: String, peerAddress: String, arguments: [String], binary: String, outputPath: String) {
         self.name = name
@@ -247,36 +177,23 @@ final class NodeProcess {
 
     func start() throws {
         precondition(!isRunning, "\(name) is running")
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: binary)
-        p.arguments = ["--name", name, "--data-dir", dataDir, "--exit-on-stdin-close"] + arguments
-        let stdin = Pipe()
-        p.standardInput = stdin
-        if !FileManager.default.fileExists(atPath: outputPath) { _ = FileManager.default.createFile(atPath: outputPath, contents: nil) }
-        let out = FileHandle(forWritingAtPath: outputPath)
-        _ = try? out?.seekToEnd()
-        p.standardOutput = out
-        p.standardError = out
-        try p.run()
-        try? out?.close()
-        process = p
-        stdinPipe = stdin
+        child = try ChildProcess.spawn(path: binary, arguments: ["--name", name, "--data-dir", dataDir, "--exit-on-stdin-close"] + arguments, output: outputPath)
+        ended = nil
+        paused = false
         starts += 1
     }
 
     func signal(_ sig: Int32) {
-        guard let p = process, p.isRunning else { return }
-        _ = Glibc.kill(p.processIdentifier, sig)
+        guard isRunning else { return }
+        child?.signal(sig)
     }
 
     /// SIGKILL, and waits for the process to be gone.
     func kill() {
-        guard let p = process else { return }
-        if p.isRunning {
-            _ = Glibc.kill(p.processIdentifier, SIGKILL)
-            p.waitUntilExit()
-        }
-        closeStdin()
+        guard let c = child, isRunning else { return }
+        c.signal(SIGKILL)
+        ended = c.waitBlocking()
+        close(c.stdinWriteEnd)
     }
 
     /// SIGTERM, without waiting (see `waitForExit`).
@@ -284,15 +201,9 @@ final class NodeProcess {
     /// SIGSTOP, and waits until the kernel has stopped it (kill(2) returns before a running
     /// process stops): what the test sends next must not be answered by it.
     func pause() {
-        signal(SIGSTOP)
+        guard isRunning else { return }
+        child?.stopBlocking()
         paused = true
-        let deadline = Date().addingTimeInterval(2)
-        while Date() < deadline {
-            guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8), let close = stat.lastIndex(of: ")"),
-                let state = stat[stat.index(after: close)...].first(where: { $0 != " " }), state != "T", state != "t"
-            else { return }
-            Thread.sleep(forTimeInterval: 0.001)
-        }
     }
 
     func resume() {
@@ -300,20 +211,15 @@ final class NodeProcess {
         paused = false
     }
 
-    private func closeStdin() {
-        try? stdinPipe?.fileHandleForWriting.close()
-        stdinPipe = nil
-    }
-
     /// Waits for the process to exit by itself; its exit status, or nil if it was killed by
     /// a signal. Throws if it is still running after `timeout`.
     @discardableResult
     func waitForExit(timeout: Double = defaultTimeout) throws -> (status: Int32, bySignal: Bool) {
-        guard let p = process else { throw HarnessError("\(name) was never started") }
-        try waitUntil("\(name) exits", timeout: timeout) { !p.isRunning }
-        p.waitUntilExit()
-        closeStdin()
-        return (p.terminationStatus, p.terminationReason == .uncaughtSignal)
+        guard child != nil else { throw HarnessError("\(name) was never started") }
+        try waitUntil("\(name) exits", timeout: timeout) { !isRunning }
+        let how = ended ?? "gone"
+        let number = Int32(how.split(separator: " ").last ?? "") ?? -1
+        return (number, how.hasPrefix("signal"))
     }
 
     /// A status answer, or nil if the node does not answer (not running, not listening yet).
