@@ -217,11 +217,14 @@ public struct ExploreRunner: Sendable {
             "# minimal scenario of \(g.name) (explore seed \(g.seed), scenario \(g.index), profile \(g.profile)): fails \(kind)",
             "# shrunk from \(ExploreShrinker.count(g.body)) to \(steps) steps before the liveness phase: \(result.variantsRun) variants run"
                 + " (\(result.runs) runs), \(result.kept) kept, \(result.refused) refused by the validity model without a run",
-            "# a variant counts as failing when it fails in 1 of \(options.shrinkTries) tries; this one failed on try \(result.failedOnTry)"
-                + " of its last run, seed \(result.failedSeed)" + (result.failedRun.map { " (\($0))" } ?? " (the original run)"),
+            (options.sim
+                ? "# in the simulator a variant runs once (a seed replays exactly); this one failed on its run with seed \(result.failedSeed)"
+                : "# a variant counts as failing when it fails in 1 of \(options.shrinkTries) tries; this one failed on try \(result.failedOnTry)"
+                    + " of its last run, seed \(result.failedSeed)")
+                + (result.failedRun.map { " (\($0))" } ?? " (the original run)"),
             "# shrink budget \(Self.minutes(options.shrinkBudgetMs)), used \(Self.minutes(result.usedMs))"
                 + (result.budgetExhausted ? " (exhausted: it may shrink further)" : ""),
-            "# replay: harness run minimal.scenario --seed \(result.failedSeed)",
+            "# replay: harness run \(options.sim ? "--sim " : "")minimal.scenario --seed \(result.failedSeed)",
         ]
         let text = ExploreScenario.render(header: header, body: result.body, liveness: result.liveness)
         let path = directory + "/minimal.scenario"

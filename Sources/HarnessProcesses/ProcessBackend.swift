@@ -326,18 +326,8 @@ public final class ProcessBackend: ClusterBackend {
         }
     }
 
-    /// Deletes the node's data: everything in its folder but its own account of what it did
-    /// (events.jsonl, node.log) and stderr, which the checker and a reader still need.
     private func wipeData(_ name: String) throws {
-        let dir = dataDirectory(name)
-        let keep: Set<String> = ["events.jsonl", "node.log", "stderr"]
-        for entry in (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? [] where !keep.contains(entry) {
-            do {
-                try FileManager.default.removeItem(atPath: dir + "/" + entry)
-            } catch {
-                throw Failure("cannot wipe \(dir)/\(entry): \(error.localizedDescription)")
-            }
-        }
+        try NodeDataDirectory.wipe(dataDirectory(name))
     }
 
     // MARK: Network

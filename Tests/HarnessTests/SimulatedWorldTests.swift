@@ -2,25 +2,14 @@ import Foundation
 import Harness
 import HarnessCheck
 import Raft
+import RaftNodeKit
 import Testing
 
 /// The package's root (three levels above this file).
 private let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
 
 /// The built `harness`: beside the test bundle, else in the package's build directory.
-private func harnessPath() -> String? {
-    var dirs: [URL] = []
-    if let exe = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe") {
-        dirs.append(URL(fileURLWithPath: exe).deletingLastPathComponent())
-    }
-    var bundle = Bundle.main.bundleURL
-    for _ in 0..<4 {
-        dirs.append(bundle)
-        bundle.deleteLastPathComponent()
-    }
-    dirs.append(packageRoot.appendingPathComponent(".build/debug"))
-    return dirs.map { $0.appendingPathComponent("harness").path }.first { FileManager.default.isExecutableFile(atPath: $0) }
-}
+private func harnessPath() -> String? { NodeBinaries.locate("harness", packageRoot: packageRoot) }
 
 private func checker(_ dir: String) -> [RunReport.Check] {
     RunChecker.check(runDirectory: dir).map { RunReport.Check(name: $0.name, passed: $0.passed, evidence: $0.evidence, notes: $0.notes) }

@@ -198,17 +198,8 @@ public final class SimulatedCluster: ClusterBackend, @unchecked Sendable {
         joining.insert(name)
     }
 
-    /// Deletes the node's data but its own account (events.jsonl, node.log) and stderr.
     private func wipeData(_ name: String) throws {
-        let dir = dataDirectory(name)
-        let keep: Set<String> = ["events.jsonl", "node.log", "stderr"]
-        for entry in ((try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []).sorted() where !keep.contains(entry) {
-            do {
-                try FileManager.default.removeItem(atPath: dir + "/" + entry)
-            } catch {
-                throw Failure("cannot wipe \(dir)/\(entry): \(error.localizedDescription)")
-            }
-        }
+        try NodeDataDirectory.wipe(dataDirectory(name))
     }
 
     // MARK: Network
