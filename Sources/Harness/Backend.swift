@@ -77,9 +77,11 @@ public protocol ClusterBackend: AnyObject, Sendable {
     func resume(_ name: String) async throws
     /// Deletes a stopped node's data.
     func wipe(_ name: String) async throws
-    /// Cuts the links between the groups; nil heals. Every node of `all` not in a group is
-    /// in one more group together.
+    /// Cuts the links between the groups, replacing every cut in place; nil heals. Every
+    /// node of `all` not in a group is in one more group together.
     func partition(_ groups: [[String]]?) async throws
+    /// Cuts every link to and from `name`, adding to the cuts in place.
+    func isolate(_ name: String) async throws
     func setLoss(percent: Double, delayMs: ClosedRange<Int>?) async throws
 
     /// Names of the nodes whose processes run (paused ones included).

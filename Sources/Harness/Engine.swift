@@ -196,7 +196,7 @@ public final class Engine {
             return n
         case let .isolate(ref):
             let n = try await resolve(ref)
-            try await backend.partition([[n]])
+            try await backend.isolate(n)
             return n
         case let .partition(groups):
             var names: [[String]] = []

@@ -6,6 +6,8 @@ public final class NetworkState: Sendable {
     private struct State {
         /// Each node's group while a partition is in place; nodes not named are group -1.
         var groups: [String: Int]?
+        /// Nodes cut off from every other (`isolate`), on top of the partition.
+        var isolated: Set<String> = []
         var lossPercent: Double = 0
         var delayMs: ClosedRange<Int>?
         var rng: SeededRandom
@@ -17,9 +19,11 @@ public final class NetworkState: Sendable {
         state = Locked(State(groups: nil, rng: SeededRandom(seed: seed ^ 0x6e65_7477_6f72_6b)))
     }
 
-    /// Groups that reach each other; every other node is in one more group. nil heals.
+    /// Groups that reach each other; every other node is in one more group. It replaces
+    /// every cut in place (isolated nodes included); nil heals.
     public func partition(_ groups: [[String]]?) {
         state.withLockedValue { s in
+            s.isolated = []
             guard let groups else {
                 s.groups = nil
                 return
@@ -37,9 +41,15 @@ public final class NetworkState: Sendable {
         }
     }
 
+    /// Cuts every link to and from `name`, adding to the cuts in place.
+    public func isolate(_ name: String) {
+        state.withLockedValue { s in _ = s.isolated.insert(name) }
+    }
+
     public func isCut(from: String?, to: String) -> Bool {
         guard let from else { return false }
         return state.withLockedValue { s in
+            if s.isolated.contains(from) || s.isolated.contains(to) { return true }
             guard let g = s.groups else { return false }
             return (g[from] ?? -1) != (g[to] ?? -1)
         }

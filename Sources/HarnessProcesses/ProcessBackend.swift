@@ -334,6 +334,8 @@ public final class ProcessBackend: ClusterBackend {
 
     public func partition(_ groups: [[String]]?) async throws { network.partition(groups) }
 
+    public func isolate(_ name: String) async throws { network.isolate(name) }
+
     public func setLoss(percent: Double, delayMs: ClosedRange<Int>?) async throws {
         network.setLoss(percent: percent, delayMs: delayMs)
     }

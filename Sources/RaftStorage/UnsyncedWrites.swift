@@ -80,19 +80,20 @@ public enum UnsyncedWrites {
         }
 
         /// Cuts what was not synced from every followed file under `directory`; returns a
-        /// line for each file changed.
+        /// line for each file changed, naming it by its path below `directory`.
         public func rollBack(under directory: String) -> [String] {
             let prefix = directory.hasSuffix("/") ? directory : directory + "/"
             var done: [String] = []
             for (path, size) in durable.sorted(by: { $0.key < $1.key }) where path.hasPrefix(prefix) {
                 var st = stat()
                 guard stat(path, &st) == 0 else { continue }
+                let name = String(path.dropFirst(prefix.count))
                 if let size {
                     if UInt64(st.st_size) > size, truncate(path, off_t(size)) == 0 {
-                        done.append("\(path): \(UInt64(st.st_size) - size) unsynced bytes cut, \(size) kept")
+                        done.append("\(name): \(UInt64(st.st_size) - size) unsynced bytes cut, \(size) kept")
                     }
                 } else if unlink(path) == 0 {
-                    done.append("\(path): never synced, removed")
+                    done.append("\(name): never synced, removed")
                 }
             }
             return done

@@ -40,6 +40,7 @@ final class FakeBackend: ClusterBackend, @unchecked Sendable {
     func resume(_ name: String) async throws { locked { _ = pausedNodes.remove(name) } }
     func wipe(_ name: String) async throws { locked { calls.append("wipe \(name)") } }
     func partition(_ groups: [[String]]?) async throws { locked { calls.append("partition \(groups.map { "\($0)" } ?? "heal")") } }
+    func isolate(_ name: String) async throws { locked { calls.append("isolate \(name)") } }
     func setLoss(percent: Double, delayMs: ClosedRange<Int>?) async throws {}
     var running: [String] { locked { Array(up) } }
     var paused: Set<String> { locked { pausedNodes } }

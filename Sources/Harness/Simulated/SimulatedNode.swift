@@ -24,6 +24,11 @@ struct SimulatedRates: Sendable {
     /// What a node's loop spends on each byte it receives or sends (framing, checksums,
     /// copies): with it, 64 KiB puts run at about the 29 MB/s of the bench's bulk load.
     var cpuBytesPerSecond: Int64 = 150_000_000
+    /// What each message costs its receiver's process (its frame through the harness's link
+    /// proxy, a wake-up of the loop): killed-during-snapshot's 1,670 chunks of 16 bytes took
+    /// 354 ms to install against processes (about 210 µs a chunk, with its answer), and one
+    /// client's puts took 0.91 ms each (p50, issue 12's table).
+    var messageUs: Int64 = 80
     /// A client's request or answer on its socket.
     var clientUs: Int64 = 40
 
@@ -160,7 +165,9 @@ final class SimulatedNode {
         var bytes = 0
         for input in inputs {
             switch input {
-            case let .message(m): bytes += SimulatedCluster.approximateSize(m)
+            case let .message(m):
+                bytes += SimulatedCluster.approximateSize(m)
+                costUs += rates.messageUs
             case let .client(_, .put(key, value)): bytes += key.utf8.count + value.utf8.count
             default: break
             }
