@@ -322,9 +322,9 @@ public final class Engine {
             }
         case let .expectSnapshot(ref, what, atMost):
             let n = try await resolve(ref)
-            let lines = backend.events(n)
-            let installed = lines.filter { $0.contains(#""event":"snapshot-installed""#) }.count
-            let sent = lines.contains { $0.contains(#""event":"snapshot-sent""#) }
+            let events = backend.events(n).compactMap { NodeEventLine(parsing: $0)?.event }
+            let installed = events.filter { if case .snapshotInstalled = $0 { true } else { false } }.count
+            let sent = events.contains { if case .snapshotSent = $0 { true } else { false } }
             switch what {
             case .installed:
                 guard installed > 0 else { throw Failure("\(n) installed no snapshot") }

@@ -125,8 +125,11 @@ public func runCounts(_ runDirectory: String) -> (snapshotsInstalled: Int, elect
     for n in (try? FileManager.default.contentsOfDirectory(atPath: nodes)) ?? [] {
         guard let text = try? String(contentsOfFile: nodes + "/" + n + "/events.jsonl", encoding: .utf8) else { continue }
         for line in text.split(separator: "\n") {
-            if line.contains(#""event":"snapshot-installed""#) { installed += 1 }
-            if line.contains(#""event":"role""#) && line.contains(#""role":"leader""#) { elections += 1 }
+            switch NodeEventLine(parsing: String(line))?.event {
+            case .snapshotInstalled?: installed += 1
+            case .role("leader", _)?: elections += 1
+            default: break
+            }
         }
     }
     return (installed, elections)

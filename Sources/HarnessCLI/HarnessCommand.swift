@@ -16,7 +16,7 @@ import HarnessCheck
 struct HarnessCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "harness",
-        abstract: "Runs Raft scenarios against real raft-node processes, explores random ones, and checks the runs.",
+        abstract: "Runs Raft scenarios against real raft-node processes or in the seeded simulator, explores random ones, and checks the runs.",
         subcommands: [Run.self, Explore.self, Check.self, Inspect.self])
 
     /// Bad input answers one line on stderr and exit 2, never usage pages.
@@ -114,7 +114,7 @@ struct Run: AsyncParsableCommand {
 
 struct Explore: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Generates random scenarios, runs and checks each against real processes, and shrinks failures to minimal.scenario.",
+        abstract: "Generates random scenarios, runs and checks each against real processes (or in the simulator: --sim), and shrinks failures to minimal.scenario.",
         discussion: """
             Scenario i of seed S is the same file in any process: RUNS/explore-S-i-<run seed>/explore-S-i.scenario \
             (replay it with harness run FILE --seed <run seed>). Each ends with a liveness phase (marked '# liveness'): \
