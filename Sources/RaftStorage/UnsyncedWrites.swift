@@ -62,6 +62,8 @@ public enum UnsyncedWrites {
 
         public init() {}
 
+        mutating func set(_ path: String, _ size: UInt64?) { durable[path] = .some(size) }
+
         public mutating func apply(_ r: Record) {
             switch r {
             case let .opened(p, size, created):
@@ -143,6 +145,18 @@ public enum UnsyncedWrites {
 
     /// What is durable now of the files followed in memory.
     public static var ledger: Ledger { state.withLock { $0.ledger } }
+
+    /// Takes `earlier` as what is durable of the files under `directory`: a process killed
+    /// before its fsyncs were done (in simulated time) leaves its bytes in the page cache,
+    /// unsynced. A file `earlier` does not know was created since: never synced.
+    public static func restore(_ earlier: Ledger, under directory: String) {
+        let prefix = directory.hasSuffix("/") ? directory : directory + "/"
+        state.withLock { s in
+            for path in s.ledger.durable.keys.sorted() where path.hasPrefix(prefix) {
+                s.ledger.set(path, earlier.durable[path] ?? nil)
+            }
+        }
+    }
 
     /// Starts the journal of RAFT_UNSYNCED_JOURNAL, if set (raft-node calls it at its start).
     public static func startJournalFromEnvironment() {

@@ -154,7 +154,10 @@ public final class SimulatedCluster: ClusterBackend, @unchecked Sendable {
         nodes[name] = nil
         pausedNodes.remove(name)
         node.diedAtUs = timeline.nowUs
-        node.close()
+        // Killed in the middle of a turn: its bytes are written (the page cache keeps them)
+        // but the fsyncs not yet done in simulated time never happened.
+        if timeline.nowUs < node.busyUntilUs { UnsyncedWrites.restore(node.durable(at: timeline.nowUs), under: dataDirectory(name) + "/") }
+        node.close(graceful: false)
         connectionsClosed(to: name)
         return node
     }

@@ -380,13 +380,14 @@ final class SimulatedNode {
         guard !stopped else { return }
         machine.shutdown(now: Millis(max(cluster.timeline.nowUs, busyUntilUs) / 1000))
         busyUntilUs = carryOut(startUs: max(cluster.timeline.nowUs, busyUntilUs))
-        close()
+        close(graceful: true)
         cluster.exited(self)
     }
 
-    /// The process dies: clients waiting on it see their connection close, and so do those
-    /// whose answers it had not written yet.
-    func close() {
+    /// The process ends: clients waiting on it see their connection close, and so do those
+    /// whose answers it had not written yet. Only a process that shuts down (`graceful`)
+    /// syncs and closes its log; a killed one just drops its descriptors.
+    func close(graceful: Bool) {
         stopped = true
         let now = cluster.timeline.nowUs
         for (token, l) in leaving.sorted(by: { $0.key < $1.key }) where l.atUs > now {
@@ -394,7 +395,7 @@ final class SimulatedNode {
             l.done(nil)
         }
         abortReceive()
-        try? storage.close()
+        if graceful { try? storage.close() }
         events.close()
         nodeLog.close()
         let waiting = clients.keys.sorted()
