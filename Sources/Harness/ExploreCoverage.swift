@@ -1,4 +1,5 @@
 import Foundation
+import RaftNodeWire
 
 // `harness explore`, part 4 of 5: which target states a run reached, read from its files
 // (harness.log and nodes/*/events.jsonl), not from what the generator meant to do.
@@ -36,13 +37,25 @@ public enum ExploreCoverage {
         var detail: String
     }
 
+    /// One events.jsonl line, read with the node's own event type (`NodeEventLine`); the
+    /// targets below look at its fields by name.
     struct Event {
         var ts: Double
         var event: String
-        var fields: [String: Any]
-        func string(_ k: String) -> String? { fields[k] as? String }
-        func int(_ k: String) -> Int? { (fields[k] as? NSNumber)?.intValue }
-        func strings(_ k: String) -> [String] { fields[k] as? [String] ?? [] }
+        private var fields: [String: JSONValue]
+
+        init(ts: Double, line: NodeEventLine) {
+            self.ts = ts
+            event = line.event.kind
+            fields = Dictionary(line.event.fields, uniquingKeysWith: { a, _ in a })
+        }
+
+        func string(_ k: String) -> String? { fields[k]?.stringValue }
+        func int(_ k: String) -> Int? { fields[k]?.intValue.map { Int($0) } }
+        func strings(_ k: String) -> [String] {
+            guard case let .array(xs)? = fields[k] else { return [] }
+            return xs.compactMap(\.stringValue)
+        }
     }
 
     /// The targets the run in `runDirectory` reached, in the order of `ExploreTarget`.
@@ -177,10 +190,8 @@ public enum ExploreCoverage {
         for line in text.split(separator: "\n") {
             // Applies and commits are most of the lines and none of the targets.
             if line.contains(#""event":"apply""#) || line.contains(#""event":"commit""#) { continue }
-            guard let o = (try? JSONSerialization.jsonObject(with: Data(line.utf8))) as? [String: Any],
-                let ts = (o["ts"] as? String).flatMap(parseTimestamp), let event = o["event"] as? String
-            else { continue }
-            out.append(Event(ts: ts, event: event, fields: o))
+            guard let e = NodeEventLine(parsing: String(line)), let ts = parseTimestamp(e.ts) else { continue }
+            out.append(Event(ts: ts, line: e))
         }
         return out
     }
