@@ -274,6 +274,10 @@ public final class Engine {
             return "\(n) at \(answer.index.map(String.init) ?? "?")"
         case let .add(ref):
             let name = try await resolve(ref)
+            // A node just removed exits by itself (SPEC 2, remove): give it the time to, as
+            // `wipe` does, before it is started again empty.
+            let deadline = clock.nowMs + defaultTimeoutMs
+            while backend.running.contains(name) && clock.nowMs < deadline { await clock.sleep(ms: 50) }
             let address = try await backend.startJoining(name, settings: settings)
             return "\(name) at \(try await changeConfiguration(.add(node: name, address: address), node: name, adding: true))"
         case let .remove(ref):

@@ -439,7 +439,7 @@ public struct ExploreModel: Sendable {
         case let .expectInstalled(ref):
             switch ref {
             case .variable:
-                guard let i = slotIndex(ref), slots[i].willInstall else { throw ExploreInvalid("expect \(ref) installed-snapshot: not sure it must") }
+                guard let i = slotIndex(ref), slots[i].willInstall, slots[i].active else { throw ExploreInvalid("expect \(ref) installed-snapshot: not sure it must") }
             case let .named(n):
                 guard expectNames.contains(n) else { throw ExploreInvalid("expect \(n) installed-snapshot: not sure it must") }
             default:
@@ -586,7 +586,11 @@ public struct ExploreModel: Sendable {
             guard !declared.contains(n), isValidNodeName(n) else { throw ExploreInvalid("add \(n): not a fresh name") }
             declared.append(n)
             memberNames.append(n)
-            if totalWrites >= needLag { expectNames.append(n) }
+            // Surely past its log only when no member is impaired: a leader keeps entries for a
+            // peer heard within two election timeouts, and a new leader counts every peer as
+            // just heard (explore --sim, seed 2026, scenario 199: a leader elected while the
+            // old one was cut off kept the whole log, and the new node caught up from it).
+            if totalWrites >= needLag && impairedCount == 0 { expectNames.append(n) }
         case .variable:
             guard let i = slotIndex(ref), slots[i].active, !slots[i].member, slots[i].down, !slots[i].exiting else {
                 throw ExploreInvalid("add \(ref): not a removed node that has exited")
@@ -598,7 +602,7 @@ public struct ExploreModel: Sendable {
             slots[i].cut = false
             slots[i].lag = 0
             slots[i].stale = false
-            slots[i].willInstall = totalWrites >= needLag
+            slots[i].willInstall = totalWrites >= needLag && impairedCount == 0
             if slots[i].lostName {
                 slots[i].lostName = false
                 lostNames -= 1
@@ -664,7 +668,10 @@ public struct ExploreModel: Sendable {
             var copy = self
             try copy.apply(steps)
             var seen: [ExploreRef] = []
-            for (i, s) in copy.slots.enumerated() where s.willInstall && s.member && copy.slotIndex(s.ref) == i && !seen.contains(s.ref) {
+            // Not a slot retired by a later `leader` or `follower` binding: the node bound then
+            // may have been this one, and may since be removed (`remove follower as r` after
+            // the heal that brought it back; found by explore --sim, seed 2026, scenario 120).
+            for (i, s) in copy.slots.enumerated() where s.willInstall && s.member && s.active && copy.slotIndex(s.ref) == i && !seen.contains(s.ref) {
                 seen.append(s.ref)
                 steps.append(.expectInstalled(s.ref))
             }

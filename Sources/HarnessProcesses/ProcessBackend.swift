@@ -188,6 +188,7 @@ public final class ProcessBackend: ClusterBackend {
     }
 
     public func startJoining(_ name: String, settings: NodeSettings) async throws -> String {
+        reapExited()
         if state.withLockedValue({ $0.nodes[name]?.process }) != nil { throw Failure("\(name) is running") }
         // Empty data: what a former member left is wiped.
         if state.withLockedValue({ $0.nodes[name] }) != nil { try wipeData(name) }

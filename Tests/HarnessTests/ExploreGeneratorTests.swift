@@ -282,9 +282,17 @@ struct ExploreModelTests {
         let live = try m.liveness(expectSnapshots: true)
         #expect(live.contains(.start(.variable("f"))))
         #expect(live.contains(.expectInstalled(.variable("f"))))
-        #expect(live.contains(.expectInstalled(.named("n6"))))
+        // n6 was added while the old leader was cut off: the new leader may keep the whole log
+        // for it (a new leader counts every peer as just heard), so n6 may catch up from the
+        // log, and nothing may be expected of it (explore --sim, seed 2026, scenario 199).
+        #expect(!live.contains(.expectInstalled(.named("n6"))))
         try m.apply(live)
         #expect(m.healthy == m.voters)
+
+        // Added after compaction with every member healthy: it must install a snapshot.
+        var fresh = ExploreModel()
+        try fresh.apply(compact + [.cluster(["n1", "n2", "n3"]), .write(100), .add(.named("n4"))])
+        #expect(try fresh.liveness(expectSnapshots: true).contains(.expectInstalled(.named("n4"))))
 
         // a majority down on purpose, the leader last: await no-leader, then back
         var q = ExploreModel()
