@@ -2,12 +2,21 @@ import RaftNodeMachine
 import RaftNodeWire
 
 // Harness runs scenario files against a cluster and checks the run from the nodes' files.
+// No NIO: the process world's back end is HarnessProcesses'.
 //
-//   Scenario.swift   the scenario language (SPEC section 2): steps, and a parser that
-//                    reports file, line and a clear message before anything starts
+//   Scenario.swift        the scenario language (SPEC section 2): steps, and a parser that
+//                         reports file, line and a clear message before anything starts
+//   Engine.swift          runs the steps against a ClusterBackend, on the run's RunClock
+//   Backend.swift         ClusterBackend (how a step acts on a cluster), RunClock, outcomes
+//   Load.swift            the background clients of `load`
+//   NetworkState.swift    cuts, loss and delay as the scenario sets them (both worlds)
+//   RunDirectory.swift    harness.log, history.jsonl, report.json
+//   ScenarioRunner.swift  one scenario into a run directory, in either world, then the checker
+//   Simulated/            the simulator's back end: time, node hosts, the simulated cluster
+//   Explore*.swift        explore: generator, validity model, coverage, shrinker, the loop
 //
-// The language is kept apart from how a step acts on a cluster, so that another back end
-// (the seeded simulator, in simulated time) can run the same files.
+// The language is kept apart from how a step acts on a cluster, so that both back ends (real
+// processes, or the seeded simulator in simulated time) run the same files.
 
 /// How a step names a node.
 public enum NodeSelector: Sendable, Hashable, CustomStringConvertible {

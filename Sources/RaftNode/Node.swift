@@ -1,3 +1,12 @@
+// RaftNode is the process runtime of one member: it runs the node's NodeMachine with the
+// node's files (RaftStorage), its peers (RaftTransport), the wall clock and the client socket.
+// It decides nothing; the machine does.
+//
+//   Node.swift             the runtime: the mailbox, the loop, the outputs carried out
+//   ClientServer.swift     the client protocol of SPEC section 5: JSON lines on client.sock
+//   SnapshotRestore.swift  the restore that follows a snapshot while it arrives
+//   NodeOptions.swift      what a node is started with
+
 import Dispatch
 import Foundation
 import NIOConcurrencyHelpers

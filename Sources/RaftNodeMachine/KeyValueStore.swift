@@ -1,13 +1,11 @@
-// RaftNode is the shell around the protocol: one member of a cluster in one OS process.
-// It drives a `RaftCore` on a thread of its own with the node's files (RaftStorage), its
-// peers (RaftTransport) and a clock, and serves clients on a UNIX socket.
+// RaftNodeMachine is the node's decisions, pure: no I/O, no clock, no threads. A host (the
+// process runtime in RaftNode, or the simulator of `harness run --sim`) feeds it inputs and
+// the time and carries out its outputs.
 //
+//   NodeMachine.swift     the core plus client requests, deadlines, pending writes, snapshot
+//                         work as outputs, events as values, what status says
 //   KeyValueStore.swift   the state machine: a key-value map with a deterministic digest
 //   Commands.swift        how client operations are encoded in log entries
-//   EventLog.swift        events.jsonl, each node's own account (SPEC section 4)
-//   ClientServer.swift    the client protocol of SPEC section 5: JSON lines on client.sock
-//   NodeOptions.swift     what a node is started with
-//   Node.swift            the loop: inputs in, core stepped, actions carried out
 
 import Raft
 

@@ -8,6 +8,8 @@
 //   ClientAnswers.swift    the answers, typed: errors, status with per-peer progress
 //   NodeEvents.swift       the events of SPEC section 4 as an enum that writes and reads lines
 //   NodeSettings.swift     the settings table: scenario key, flag, unit, default, field
+//   Timestamps.swift       the one clock format of a run (RFC 3339, microseconds, UTC)
+//   FaultSwitch.swift      the faults planted for the proofs (-DRAFT_FAULTS builds only)
 
 /// "150ms", "2s", "1m" -> milliseconds; nil for anything else. The node's flags and the
 /// harness's scenarios read durations the same way.
