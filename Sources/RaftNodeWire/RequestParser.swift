@@ -34,8 +34,8 @@ struct RequestFields {
     }
 }
 
-/// A cursor over JSON text.
-private struct JSONBytes {
+/// A cursor over JSON text (strict RFC 8259): the reader of request lines and of `JSONValue`.
+struct JSONBytes {
     let bytes: UnsafeRawBufferPointer
     var index = 0
     static let maxDepth = 64
@@ -123,6 +123,39 @@ private struct JSONBytes {
             index += 1
         }
         return v
+    }
+
+    /// The value at the cursor, read whole; nil if malformed, or for a number that is not an
+    /// integer literal that fits an Int64.
+    mutating func value(depth: Int) -> JSONValue? {
+        guard depth < Self.maxDepth, let c = peek else { return nil }
+        switch c {
+        case UInt8(ascii: "\""):
+            return string().map { .string($0) }
+        case UInt8(ascii: "{"):
+            var members: [(String, JSONValue)] = []
+            let ok = container(c) { key, p in
+                guard let key, let v = p.value(depth: depth + 1) else { return false }
+                members.append((key, v))
+                return true
+            }
+            return ok ? .object(members) : nil
+        case UInt8(ascii: "["):
+            var elements: [JSONValue] = []
+            let ok = container(c) { _, p in
+                guard let v = p.value(depth: depth + 1) else { return false }
+                elements.append(v)
+                return true
+            }
+            return ok ? .array(elements) : nil
+        case UInt8(ascii: "t"): return literal("true") ? .bool(true) : nil
+        case UInt8(ascii: "f"): return literal("false") ? .bool(false) : nil
+        case UInt8(ascii: "n"): return literal("null") ? .null : nil
+        default:
+            let start = index
+            guard number() else { return nil }
+            return integer(start..<index).map { .int($0) }
+        }
     }
 
     /// Checks and skips any value at the cursor; false if malformed.
