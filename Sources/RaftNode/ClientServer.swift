@@ -14,18 +14,9 @@ public struct ClientRequest: Sendable {
 public struct ClientConnection: Sendable {
     let channel: any Channel
 
-    /// Writes one answer line; a closed connection drops it.
-    public func answer(_ object: [(String, JSONValue)]) {
-        let line = JSONValue.object(object).serialized + "\n"
-        channel.writeAndFlush(ByteBuffer(string: line), promise: nil)
-    }
-
+    /// Writes the answer line to request `id`; a closed connection drops it.
     public func answer(_ id: JSONValue, _ a: ClientAnswer) {
         channel.writeAndFlush(ByteBuffer(string: a.line(id: id) + "\n"), promise: nil)
-    }
-
-    public func fail(_ id: JSONValue, _ error: String, _ extra: [(String, JSONValue)] = []) {
-        answer([("id", id), ("ok", .bool(false)), ("error", .string(error))] + extra)
     }
 }
 
@@ -99,7 +90,7 @@ final class ClientHandler: ChannelInboundHandler, Sendable {
         let connection = ClientConnection(channel: context.channel)
         switch unwrapInboundIn(data) {
         case .failure:
-            connection.fail(.null, "bad-request", [("detail", .string("line too long"))])
+            connection.answer(.null, .failed(.badRequest, detail: "line too long"))
             onError("client", "a request line over the limit")
         case let .success(line):
             if line.allSatisfy({ $0 == 0x20 || $0 == 0x09 || $0 == 0x0D }) { return }  // a blank line
@@ -107,7 +98,7 @@ final class ClientHandler: ChannelInboundHandler, Sendable {
             if let op {
                 submit(ClientRequest(id: id, op: op, connection: connection))
             } else {
-                connection.fail(id, "bad-request", [("detail", .string(problem ?? "bad request"))])
+                connection.answer(id, .failed(.badRequest, detail: problem ?? "bad request"))
                 onError("client", "bad request: \(problem ?? "?")")
             }
         }

@@ -101,7 +101,7 @@ public enum NodeRuntime {
                 path: options.clientSocket, group: clientGroup,
                 submit: { request in
                     // Read after the loop has ended: nothing will carry it out.
-                    if !mailbox.post(.client(request)) { request.connection.fail(request.id, "shutting-down") }
+                    if !mailbox.post(.client(request)) { request.connection.answer(request.id, .failed(.shuttingDown)) }
                 },
                 onError: { what, detail in mailbox.post(.node(.error(what: what, detail: detail))) })
         } catch {
@@ -174,7 +174,8 @@ final class NodeLoop {
     var nextToken: ClientToken = 1
 
     // Snapshot work.
-    var openSnapshotFiles: [LogIndex: SnapshotFile] = [:]
+    /// The files the transfers of this leader read.
+    var snapshotChunks = SnapshotChunks()
     /// The snapshot being received, restored as it arrives.
     var restoring: SnapshotRestore?
     /// A restore told to install; it posts its outcome.
@@ -269,11 +270,8 @@ final class NodeLoop {
             transport.send(m)
         case let .sendSnapshotChunk(to, term, meta, offset, length, done):
             do {
-                let file = try openSnapshotFiles[meta.index] ?? storage.snapshots.openFile(meta)
-                openSnapshotFiles[meta.index] = file
-                let data = try file.read(offset: offset, length: length)
-                transport.send(Message(from: options.name, to: to, term: term, body: .snapshotRecoveryRequest(
-                    SnapshotRecoveryRequest(index: meta.index, snapshotTerm: meta.term, offset: offset, data: data, done: done))))
+                transport.send(try snapshotChunks.message(
+                    from: options.name, to: to, term: term, meta, offset: offset, length: length, done: done, in: storage.snapshots))
             } catch {
                 machine.step(.snapshotSendFailed(to: to, meta, reason: "\(error)"), now: now)
             }
@@ -317,7 +315,7 @@ final class NodeLoop {
         case .abortSnapshotReceive:
             abortSnapshotReceive()
         case let .snapshotFilesInUse(inUse):
-            for index in openSnapshotFiles.keys where !inUse.contains(index) { openSnapshotFiles[index] = nil }
+            snapshotChunks.keep(only: inUse)
         case let .setPeers(addresses, knownSenders):
             transport.setPeers(addresses)
             peerNames = Array(addresses.keys)

@@ -3,6 +3,7 @@
 //
 //   EventFiles.swift   events.jsonl and node.log, stamped by the host's clock
 //   StateFiles.swift   the key-value state as a snapshot file, written and read back
+//   SnapshotChunks.swift  the chunks a leader sends, read from files opened once
 //   CarryOut.swift     the machine's outputs carried out in order under its contract
 
 import Foundation

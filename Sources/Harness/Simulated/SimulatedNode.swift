@@ -72,7 +72,7 @@ final class SimulatedNode {
     var receiveStartedUs: Int64 = 0
     /// A restore scheduled to finish; cancelled when the receive is aborted.
     var installing: (meta: SnapshotMetadata, cancelled: Bool)?
-    var openSnapshotFiles: [LogIndex: SnapshotFile] = [:]
+    var snapshotChunks = SnapshotChunks()
     /// Clients waiting for answers, by token.
     var clients: [ClientToken: (ClientAnswer?) -> Void] = [:]
     var nextToken: ClientToken = 1
@@ -256,13 +256,9 @@ final class SimulatedNode {
             cluster.send(m, from: self, at: us + rates.us(SimulatedCluster.approximateSize(m), perSecond: rates.cpuBytesPerSecond))
         case let .sendSnapshotChunk(to, term, meta, offset, length, done):
             do {
-                let file = try openSnapshotFiles[meta.index] ?? storage.snapshots.openFile(meta)
-                openSnapshotFiles[meta.index] = file
-                let data = try file.read(offset: offset, length: length)
-                cluster.send(
-                    Message(from: name, to: to, term: term, body: .snapshotRecoveryRequest(
-                        SnapshotRecoveryRequest(index: meta.index, snapshotTerm: meta.term, offset: offset, data: data, done: done))),
-                    from: self, at: us)
+                let m = try snapshotChunks.message(
+                    from: name, to: to, term: term, meta, offset: offset, length: length, done: done, in: storage.snapshots)
+                cluster.send(m, from: self, at: us)
             } catch {
                 machine.step(.snapshotSendFailed(to: to, meta, reason: "\(error)"), now: now)
             }
@@ -307,7 +303,7 @@ final class SimulatedNode {
         case .abortSnapshotReceive:
             abortReceive()
         case let .snapshotFilesInUse(inUse):
-            for index in openSnapshotFiles.keys where !inUse.contains(index) { openSnapshotFiles[index] = nil }
+            snapshotChunks.keep(only: inUse)
         case let .setPeers(_, known):
             knownSenders = known
         }
