@@ -188,9 +188,7 @@ public final class Engine {
             return n
         case let .wipe(ref):
             let n = try await resolve(ref)
-            // A node just removed exits by itself (SPEC 2, remove): give it the time to.
-            let deadline = clock.nowMs + defaultTimeoutMs
-            while backend.running.contains(n) && clock.nowMs < deadline { await clock.sleep(ms: 50) }
+            await awaitExitIfRunning(n)
             guard !backend.running.contains(n) else { throw Failure("\(n) is running; stop or kill it first") }
             try await backend.wipe(n)
             return n
@@ -274,10 +272,7 @@ public final class Engine {
             return "\(n) at \(answer.index.map(String.init) ?? "?")"
         case let .add(ref):
             let name = try await resolve(ref)
-            // A node just removed exits by itself (SPEC 2, remove): give it the time to, as
-            // `wipe` does, before it is started again empty.
-            let deadline = clock.nowMs + defaultTimeoutMs
-            while backend.running.contains(name) && clock.nowMs < deadline { await clock.sleep(ms: 50) }
+            await awaitExitIfRunning(name)  // before it is started again empty
             let address = try await backend.startJoining(name, settings: settings)
             return "\(name) at \(try await changeConfiguration(.add(node: name, address: address), node: name, adding: true))"
         case let .remove(ref):
@@ -354,6 +349,13 @@ public final class Engine {
             guard problems.isEmpty else { throw Failure(problems.joined(separator: "; ")) }
             return "all checks hold"
         }
+    }
+
+    /// A node just removed exits by itself (SPEC 2, remove): `wipe` and `add` give it the
+    /// time to (up to the default timeout) before they act on its name.
+    func awaitExitIfRunning(_ name: String) async {
+        let deadline = clock.nowMs + defaultTimeoutMs
+        while backend.running.contains(name) && clock.nowMs < deadline { await clock.sleep(ms: 50) }
     }
 
     var pendingRecords: [(key: String, value: String, index: Int, batch: String)] = []

@@ -1,4 +1,5 @@
 import Foundation
+import RaftNodeHost
 import RaftNodeWire
 
 /// Writes a run's `harness.log` and `history.jsonl` (SPEC section 3), each line flushed as
@@ -55,17 +56,8 @@ public final class RunDirectoryRecorder: RunRecorder, Sendable {
 /// A history field value written as JSON `null` (the value a get read of a key with none).
 public let historyNull = "\u{0}null"
 
-/// UTC, RFC 3339 with microseconds (as events.jsonl).
-public func timestamp(_ date: Date = Date()) -> String {
-    var t = timespec()
-    clock_gettime(CLOCK_REALTIME, &t)
-    var seconds = time_t(t.tv_sec)
-    var parts = tm()
-    gmtime_r(&seconds, &parts)
-    return String(
-        format: "%04d-%02d-%02dT%02d:%02d:%02d.%06dZ", Int(parts.tm_year) + 1900, Int(parts.tm_mon) + 1, Int(parts.tm_mday),
-        Int(parts.tm_hour), Int(parts.tm_min), Int(parts.tm_sec), Int(t.tv_nsec / 1000))
-}
+/// The wall time now, UTC, RFC 3339 with microseconds (as events.jsonl).
+public func timestamp() -> String { Timestamp.rfc3339(unixMicros: wallClock()) }
 
 /// `report.json`: `{"scenario":..,"seed":..,"world":"process","verdict":"pass"|"fail","checks":[..],"ms":..}`;
 /// each check `{"name":..,"passed":..,"evidence":[..],"notes":[..]}`.

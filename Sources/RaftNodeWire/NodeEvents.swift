@@ -67,20 +67,21 @@ public enum NodeEvent: Sendable, Hashable {
         }
     }
 
+    /// The line's `term`: the node's, but for `apply`, whose term is its entry's.
+    private func lineTerm(_ nodeTerm: Term) -> Term {
+        if case let .apply(_, _, t) = self { t } else { nodeTerm }
+    }
+
     /// The whole line, without its newline.
     public func line(ts: String, node: NodeID, term: Term) -> String {
-        var term = term
-        if case let .apply(_, _, t) = self { term = t }
-        return JSONValue.object(
-            [("ts", .string(ts)), ("node", .string(node)), ("term", .int(Int64(term))), ("event", .string(kind))] + fields
+        JSONValue.object(
+            [("ts", .string(ts)), ("node", .string(node)), ("term", .int(Int64(lineTerm(term)))), ("event", .string(kind))] + fields
         ).serialized
     }
 
     /// The same as `key=value` words after the timestamp (what node.log shows).
     public func words(node: NodeID, term: Term) -> String {
-        var term = term
-        if case let .apply(_, _, t) = self { term = t }
-        return ([("node", JSONValue.string(node)), ("term", .int(Int64(term))), ("event", .string(kind))] + fields)
+        ([("node", JSONValue.string(node)), ("term", .int(Int64(lineTerm(term)))), ("event", .string(kind))] + fields)
             .map { "\($0.0)=\($0.1.serialized)" }.joined(separator: " ")
     }
 }
