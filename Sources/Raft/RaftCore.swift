@@ -211,6 +211,7 @@ public struct RaftCore: Sendable {
             if isPromotable {
                 campaign(preVote: settings.preVote)
             } else {
+                if isLeftOutOfLatestConfiguration { askWhetherRemoved() }
                 resetElectionTimer()
             }
         }
@@ -219,6 +220,25 @@ public struct RaftCore: Sendable {
     /// Whether this node may start an election: a voter, not removed, not taking in a snapshot.
     private var isPromotable: Bool {
         configuration.isVoter(id) && !isRemoved && receiving == nil
+    }
+
+    /// A node whose newest configuration leaves it out, not yet told that the change
+    /// committed: a leader appended its own removal and lost its role before the commit, or
+    /// a follower got the entry and then lost touch. No leader of that configuration sends it
+    /// anything, and, no voter, it never campaigns, so it must ask (harness explore --sim found
+    /// such a leader running forever).
+    private var isLeftOutOfLatestConfiguration: Bool {
+        !isRemoved && receiving == nil && !latestConfiguration.isEmpty && !latestConfiguration.isMember(id)
+    }
+
+    /// A poll of the newest configuration's voters: it changes nothing on them, and their
+    /// leader answers it with `.removed` once the change is committed. If the change is
+    /// overwritten instead, a leader whose configuration holds this node replicates to it.
+    private mutating func askWhetherRemoved() {
+        let request = RequestVote(lastLogIndex: log.lastIndex, lastLogTerm: log.lastTerm, preVote: true)
+        for peer in latestConfiguration.voters where peer != id {
+            send(to: peer, term: term + 1, .requestVote(request))
+        }
     }
 
     private mutating func resetElectionTimer() {
@@ -343,6 +363,12 @@ public struct RaftCore: Sendable {
         if case .requestVote = m.body, role == .leader, !configuration.isMember(m.from), configurationIndex <= commitIndex {
             // A member removed while cut off polls its old peers: tell it (and ignore its poll).
             send(to: m.from, .removed(configIndex: configurationIndex))
+            if departing[m.from] == nil {
+                // The notice may arrive late: keep its name out of reach of a new member for a
+                // while, as after a removal this leader made.
+                let q = noticeHeartbeats
+                departing[m.from] = Departing(configIndex: configurationIndex, noticesLeft: q, quarantine: q)
+            }
             return
         }
         if m.term > term {
@@ -654,11 +680,15 @@ public struct RaftCore: Sendable {
         do { new = try old.applying(change) } catch { return .failure(.invalidChange(error)) }
         let index = log.lastIndex + 1
         for peer in old.members where !new.isMember(peer) && peer != id {
-            let heartbeats = 10 * max(1, settings.electionTicks / max(1, settings.heartbeatTicks))
-            departing[peer] = Departing(configIndex: index, noticesLeft: 2 * heartbeats, quarantine: heartbeats)
+            departing[peer] = Departing(configIndex: index, noticesLeft: 2 * noticeHeartbeats, quarantine: noticeHeartbeats)
         }
         appendAsLeader([(.config, new.encoded())])
         return .success((index, term))
+    }
+
+    /// Heartbeats of telling a removed member, and as many again of quarantine for its name.
+    private var noticeHeartbeats: Int {
+        10 * max(1, settings.electionTicks / max(1, settings.heartbeatTicks))
     }
 
     private mutating func appendAsLeader(_ items: [(EntryType, [UInt8])]) {

@@ -194,6 +194,46 @@ struct MembershipTests {
         #expect(cluster.node("n1").observations.contains(.removed))
     }
 
+    @Test func leaderDeposedBeforeItsRemovalCommitsLearnsOfItFromTheNextLeader() throws {
+        // Found by harness explore --sim (harness/scenarios/found/removed-leader-deposed): the
+        // leader appends its own removal, loses its role before the change commits, and the
+        // next leader commits it. The old leader is no voter of its newest configuration, so it
+        // never campaigns, and no leader of that configuration sends it anything: it must ask.
+        let cluster = TestCluster()
+        cluster.elect("n1")
+        let (index, _) = try #require(cluster.proposeChange("n1", .remove("n1")).value)
+        cluster.cutLink(from: "n2", to: "n1")
+        cluster.cutLink(from: "n3", to: "n1")
+        cluster.deliverAll()
+        #expect(cluster["n2"].log.lastIndex >= index && cluster["n3"].log.lastIndex >= index)
+        cluster.isolate("n1")
+        cluster.elect("n2")
+        cluster.heartbeat("n2")
+        #expect(cluster["n2"].commitIndex >= index)
+        cluster.heal()
+        cluster.tickAll(times: 10 * Settings().electionTicks)
+        #expect(cluster["n1"].role != .leader)
+        let removed = cluster["n1"].isRemoved
+        #expect(removed)
+        #expect(cluster.node("n1").observations.contains(.removed))
+        #expect(cluster.leaders == ["n2"])
+    }
+
+    @Test func nodeOutsideAnUncommittedConfigurationThatIsThenReplacedStaysAMember() throws {
+        // The other side of asking: the change that left it out never commits (the next leader
+        // does not have it), so no leader may call it removed, and it votes and leads again.
+        let cluster = TestCluster()
+        cluster.elect("n1")
+        cluster.isolate("n1")
+        let (index, _) = try #require(cluster.proposeChange("n1", .remove("n1")).value)
+        cluster.elect("n2")
+        #expect(cluster["n2"].log.term(at: index) != cluster["n1"].log.term(at: index))
+        cluster.heal()
+        cluster.tickAll(times: 10 * Settings().electionTicks)
+        #expect(!cluster["n1"].isRemoved)
+        #expect(cluster["n1"].configuration.isVoter("n1"))
+    }
+
     @Test func removedLeaderNeedsMajorityOfNewConfigurationToCommitItsRemoval() throws {
         // The leader is not in the new configuration, so it does not count itself.
         let cluster = TestCluster()
