@@ -112,7 +112,7 @@ let package = Package(
         ),
         .executableTarget(
             name: "HarnessCLI",
-            dependencies: ["Harness", "HarnessProcesses", "HarnessCheck", "CommandLineSupport", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: ["Harness", "HarnessProcesses", "HarnessCheck", "RaftNodeWire", "CommandLineSupport", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         .testTarget(name: "HarnessTests", dependencies: ["Harness", "HarnessProcesses", "HarnessCheck", "RaftNodeKit", "Raft", "RaftNodeWire", "RaftNodeMachine"]),
         // The checker of SPEC section 3 and `harness inspect`: reads a run's files only.

@@ -178,7 +178,7 @@ public enum ExploreCoverage {
     static func electionTimeoutMs(_ steps: [StepLine]) -> Int {
         var ms = 0
         for s in steps where s.ok && s.text.hasPrefix("set election-timeout ") {
-            if let v = parseDurationMs(String(s.text.split(separator: " ").last ?? "")) { ms = max(ms, v) }
+            if let v = parseDuration(String(s.text.split(separator: " ").last ?? "")) { ms = max(ms, v) }
         }
         return ms > 0 ? ms : 150
     }

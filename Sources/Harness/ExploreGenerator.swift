@@ -57,10 +57,13 @@ public struct ExploreScenario: Sendable, Hashable {
 /// Generates scenarios from a seed: scenario `index` of seed `seed` is the same text in any
 /// process (nothing depends on the order of a Set or a Dictionary).
 public enum ExploreGenerator {
-    public static func scenario(seed: UInt64, index: Int) -> ExploreScenario {
-        var g = Gen(seed: seed, index: index)
+    public static func scenario(seed: UInt64, index: Int, maxValueSize: Int? = nil) -> ExploreScenario {
+        var g = Gen(seed: seed, index: index, maxValueSize: maxValueSize ?? Int.max)
         return g.generate()
     }
+
+    /// The smallest `maxValueSize`: the default value size (SPEC section 2's `value-size`).
+    public static let smallestMaxValueSize = 100
 
     /// The macros and their weights, for the README and the tests.
     public static let macroNames = Macro.allCases.map(\.rawValue)
@@ -113,9 +116,13 @@ struct Gen {
     var nextName = 1
     var profile = "default"
 
-    init(seed: UInt64, index: Int) {
+    /// No `value-size` above this, and no profile that needs more (`--max-value-size`).
+    let maxValueSize: Int
+
+    init(seed: UInt64, index: Int, maxValueSize: Int = Int.max) {
         self.seed = seed
         self.index = index
+        self.maxValueSize = maxValueSize
         var mix = SeededRandom(seed: seed ^ 0x6578_706c_6f72_65)
         var h = mix.next()
         for _ in 0...(index % 7) { h = mix.next() }
@@ -179,7 +186,8 @@ struct Gen {
     }
 
     mutating func setup() {
-        profile = weighted([("default", 2), ("compact", 3), ("slow", 4.5), ("big", 1)])
+        let bigValues = [32 << 10, 64 << 10].filter { $0 <= maxValueSize }
+        profile = weighted([("default", 2), ("compact", 3), ("slow", 4.5)] + (bigValues.isEmpty ? [] : [("big", 1)]))
         var s: [ExploreStep] = [.set("timeout", "20s")]
         if chance(0.25) { s.append(.set("election-timeout", pick(["300ms", "500ms"]))) }
         if chance(0.15) { s.append(.set("max-entries-per-request", pick(["10", "50"]))) }
@@ -187,13 +195,15 @@ struct Gen {
         case "compact":
             s.append(.set("snapshot-threshold", "\(pick([20, 40, 60, 100]))"))
             s.append(.set("snapshot-trailing", "\(pick([5, 10]))"))
-            let v = pick([100, 400, 4096])
+            let v = pick([100, 400, 4096].filter { $0 <= maxValueSize })
             if v != 100 { s.append(.set("value-size", size(v))) }
             if chance(0.3) { s.append(.set("snapshot-chunk", pick(["4KiB", "1KiB"]))) }
         case "slow":
             // Value sizes and chunks such that a full state (97 keys) is about 1500-1900
             // chunks: a transfer lasts long enough to be seen, and to be cut.
-            let (v, c) = weighted([((400, 16), 4.0), ((1024, 32), 3), ((4096, 128), 3), ((32 << 10, 1024), 1), ((64 << 10, 2048), 1)])
+            let pairs = [((400, 16), 4.0), ((1024, 32), 3), ((4096, 128), 3), ((32 << 10, 1024), 1), ((64 << 10, 2048), 1)]
+            let allowed = pairs.filter { $0.0.0 <= maxValueSize }
+            let (v, c) = weighted(allowed.isEmpty ? [((maxValueSize, max(16, maxValueSize / 25)), 1.0)] : allowed)
             s.append(.set("snapshot-threshold", "\(pick([30, 50]))"))
             s.append(.set("snapshot-trailing", "\(pick([5, 10]))"))
             s.append(.set("snapshot-chunk", size(c)))
@@ -201,10 +211,11 @@ struct Gen {
         case "big":
             s.append(.set("snapshot-threshold", "50"))
             s.append(.set("snapshot-trailing", "10"))
-            s.append(.set("value-size", pick(["32KiB", "64KiB"])))
+            s.append(.set("value-size", size(pick(bigValues))))
             if chance(0.5) { s.append(.set("snapshot-chunk", "16KiB")) }
         default:
-            if chance(0.3) { s.append(.set("value-size", pick(["1KiB", "4KiB"]))) }
+            let sizes = [1024, 4096].filter { $0 <= maxValueSize }
+            if !sizes.isEmpty, chance(0.3) { s.append(.set("value-size", size(pick(sizes)))) }
         }
         let n = weighted([(3, 5.0), (4, 1), (5, 3)])
         let names = (1...n).map { "n\($0)" }

@@ -462,11 +462,11 @@ public struct ExploreModel: Sendable {
 
     mutating func set(_ key: String, _ value: String) throws(ExploreInvalid) {
         func ms() throws(ExploreInvalid) -> Int {
-            guard let v = parseDurationMs(value), v > 0 else { throw ExploreInvalid("bad duration \(value)") }
+            guard let v = parseDuration(value), v > 0 else { throw ExploreInvalid("bad duration \(value)") }
             return v
         }
         func bytes() throws(ExploreInvalid) -> Int {
-            guard let v = parseSizeBytes(value), v > 0 else { throw ExploreInvalid("bad size \(value)") }
+            guard let v = parseSize(value), v > 0 else { throw ExploreInvalid("bad size \(value)") }
             return v
         }
         func count() throws(ExploreInvalid) -> Int {
@@ -686,19 +686,3 @@ public struct ExploreModel: Sendable {
     }
 }
 
-/// "150ms", "2s", "1m", "1h" (and "0") -> milliseconds.
-public func parseDurationMs(_ s: String) -> Int? {
-    if s == "0" { return 0 }
-    for (suffix, factor) in [("ms", 1), ("s", 1000), ("m", 60_000), ("h", 3_600_000)] where s.hasSuffix(suffix) {
-        let number = s.dropLast(suffix.count)
-        if let n = Int(number), n >= 0, !number.hasPrefix("+") { return n * factor }
-    }
-    return nil
-}
-
-func parseSizeBytes(_ s: String) -> Int? {
-    for (suffix, factor) in [("KiB", 1024), ("MiB", 1 << 20), ("B", 1), ("", 1)] where s.hasSuffix(suffix) {
-        if let n = Int(s.dropLast(suffix.count)), n >= 0 { return n * factor }
-    }
-    return nil
-}

@@ -26,6 +26,8 @@ public struct ExploreOptions: Sendable {
     /// In the simulator: deterministic, so a variant is run once while shrinking, and only a
     /// failure keeps its run directory; the minimal scenario is then run against processes.
     public var sim = false
+    /// No generated `value-size` above this (nil: the generator's full range, up to 64 KiB).
+    public var maxValueSize: Int?
 
     public init(
         seed: UInt64, count: Int?, forMs: Int?, runs: String, shrinkBudgetMs: Int, shrinkTries: Int, stopAfterFailures: Int?,
@@ -92,11 +94,16 @@ public struct ExploreRunner: Sendable {
         say(
             "explore: seed \(options.seed), "
                 + (options.count.map { "\($0) scenarios" } ?? options.forMs.map { "for \(Self.minutes($0))" } ?? "10 scenarios")
+                + (options.maxValueSize.map { ", values up to \(size($0))" } ?? "")
+                + (options.sim ? ", in the simulator" : "")
                 + ", runs in \(options.runs)/, shrink budget \(Self.minutes(options.shrinkBudgetMs)) a failure")
+        let scratch = options.sim && !options.dryRun ? Self.memoryScratch() : nil
+        if let scratch { say("explore: run directories written in \(scratch)/ (memory); failures moved to \(options.runs)/") }
+        defer { if let scratch { try? FileManager.default.removeItem(atPath: scratch) } }
         var index = 0
         while index < limit {
             if let forMs = options.forMs, elapsed() >= forMs { break }
-            let g = ExploreGenerator.scenario(seed: options.seed, index: index)
+            let g = ExploreGenerator.scenario(seed: options.seed, index: index, maxValueSize: options.maxValueSize)
             index += 1
             let dir = options.runs + "/" + g.name + "-\(g.runSeed)" + (options.sim ? "-sim" : "")
             let path = dir + "/" + g.name + ".scenario"
@@ -117,19 +124,28 @@ public struct ExploreRunner: Sendable {
                 continue
             }
             let t0 = ContinuousClock.now
-            let outcome = await runner.run(scenario, seed: g.runSeed, directory: dir, scenarioText: g.text)
+            // In the simulator a passing run's directory is removed at once: it is written in
+            // a scratch directory in memory when there is one, and only a failure's is moved
+            // to `runs/` (the files hold no path, so the move changes nothing in them).
+            let runDir = scratch.map { $0 + "/" + FileSystemPath.name(of: dir) } ?? dir
+            let outcome = await runner.run(scenario, seed: g.runSeed, directory: runDir, scenarioText: g.text)
             let ms = t0.duration(to: .now).milliseconds
             summary.runMs += ms
             summary.scenarios += 1
-            let reached = ExploreCoverage.measure(runDirectory: dir)
+            let reached = ExploreCoverage.measure(runDirectory: runDir)
             for t in reached { summary.coverage[t, default: 0] += 1 }
             let kinds = ExploreFailure.kinds(outcome)
             let covers = reached.isEmpty ? "" : "  [" + reached.map(\.rawValue).joined(separator: ", ") + "]"
             guard let kind = ExploreFailure.primary(kinds) else {
                 say(pad(g.name, 18) + "pass  " + lpad(Self.seconds(ms), 7) + "  " + pad(g.profile, 8) + covers)
-                if !options.keepPassing { try? FileManager.default.removeItem(atPath: options.sim ? dir : dir + "/nodes") }
+                if runDir != dir {
+                    if options.keepPassing { Self.move(runDir, to: dir) } else { try? FileManager.default.removeItem(atPath: runDir) }
+                } else if !options.keepPassing {
+                    try? FileManager.default.removeItem(atPath: options.sim ? dir : dir + "/nodes")
+                }
                 continue
             }
+            if runDir != dir { Self.move(runDir, to: dir) }
             let why: String
             if kind.hasPrefix("step:"), let f = outcome.stepFailure {
                 why = "\(kind.dropFirst(5)) (line \(f.line): \(f.message.prefix(160)))"
@@ -142,10 +158,10 @@ public struct ExploreRunner: Sendable {
             if options.shrinkBudgetMs > 0 {
                 let t1 = ContinuousClock.now
                 let (minimal, steps) = await shrink(g, kind: kind, directory: dir)
-                summary.shrinkMs += t1.duration(to: .now).milliseconds
                 failure.minimal = minimal
                 failure.minimalSteps = steps
                 if let confirm { failure.confirmed = await self.confirm(minimal, with: confirm, kind: kind) }
+                summary.shrinkMs += t1.duration(to: .now).milliseconds
             }
             summary.failures.append(failure)
             if let stop = options.stopAfterFailures, summary.failures.count >= stop {
@@ -157,6 +173,26 @@ public struct ExploreRunner: Sendable {
         if options.dryRun { return summary }
         printSummary(summary)
         return summary
+    }
+
+    /// A fresh directory on /dev/shm (tmpfs) when it has room (4 GiB free: a scenario of the
+    /// big profile writes some hundred MiB), else nil. Creating and removing thousands of
+    /// small files is most of a simulated scenario's cost on a disk file system.
+    static func memoryScratch() -> String? {
+        var fs = statvfs()
+        guard statvfs("/dev/shm", &fs) == 0, UInt64(fs.f_bavail) * UInt64(fs.f_frsize) >= 4 << 30 else { return nil }
+        let dir = "/dev/shm/raft-explore-\(getpid())"
+        try? FileManager.default.removeItem(atPath: dir)
+        guard (try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)) != nil else { return nil }
+        return dir
+    }
+
+    /// Moves a run directory from the scratch directory to `runs/` (another file system).
+    static func move(_ from: String, to: String) {
+        let fm = FileManager.default
+        try? fm.removeItem(atPath: to)
+        try? fm.createDirectory(atPath: FileSystemPath.directory(of: to), withIntermediateDirectories: true)
+        if (try? fm.copyItem(atPath: from, toPath: to)) != nil { try? fm.removeItem(atPath: from) }
     }
 
     /// Runs a minimal scenario found in the simulator against processes, with the seed that
@@ -244,7 +280,13 @@ public struct ExploreRunner: Sendable {
         let avg = s.scenarios > 0 ? s.runMs / s.scenarios : 0
         say(
             "explore: \(s.scenarios) scenarios, \(s.failures.count) failed, \(Self.seconds(s.totalMs)) in all "
-                + "(\(Self.seconds(avg)) a scenario on average, \(Self.seconds(s.shrinkMs)) shrinking); seed \(options.seed)")
+                + "(\(Self.seconds(avg)) a scenario on average, \(Self.seconds(s.shrinkMs)) shrinking\(confirm == nil ? "" : " and confirming")); seed \(options.seed)")
+        let explored = s.totalMs - s.shrinkMs
+        if s.scenarios > 0 && explored > 0 {
+            // Every cost of a scenario counts (generating, running, checking, coverage, removal
+            // of its directory); shrinking and confirming do not.
+            say("rate: \(s.scenarios * 60_000 / explored) scenarios a minute" + (options.maxValueSize.map { ", values up to \(size($0))" } ?? ""))
+        }
         if !s.failures.isEmpty {
             say("failures by check:")
             var kinds: [String] = []
@@ -274,5 +316,10 @@ enum FileSystemPath {
     static func directory(of path: String) -> String {
         guard let slash = path.lastIndex(of: "/") else { return "." }
         return String(path[..<slash])
+    }
+
+    static func name(of path: String) -> String {
+        guard let slash = path.lastIndex(of: "/") else { return path }
+        return String(path[path.index(after: slash)...])
     }
 }

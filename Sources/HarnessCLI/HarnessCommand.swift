@@ -4,6 +4,7 @@ import Foundation
 import Harness
 import HarnessProcesses
 import HarnessCheck
+import RaftNodeWire
 
 #if canImport(Glibc)
     import Glibc
@@ -156,16 +157,25 @@ struct Explore: AsyncParsableCommand {
     @Flag(name: .customLong("dry-run"), help: "Print the generated scenarios; run nothing.")
     var dryRun = false
 
+    @Option(name: .customLong("max-value-size"), help: "Generate no value-size above this (e.g. 1KiB; at least 100 B): no big profile below 32KiB. Default: the full range, up to 64KiB.")
+    var maxValueSize: String?
+
     @Flag(help: "Run in the seeded simulator: a variant runs once while shrinking (a seed replays exactly), only failures keep their run directories, and each minimal scenario is then run against processes.")
     var sim = false
 
     func validate() throws {
         if count != nil && duration != nil { throw ValidationError("give --count or --for, not both") }
         if let count, count < 1 { throw ValidationError("--count must be at least 1") }
-        if let duration, parseDurationMs(duration) == nil { throw ValidationError("--for '\(duration)' is not a duration like 90s, 15m or 1h") }
-        if parseDurationMs(shrinkBudget) == nil { throw ValidationError("--shrink-budget '\(shrinkBudget)' is not a duration like 20m") }
+        if let duration, parseBudget(duration) == nil { throw ValidationError("--for '\(duration)' is not a duration like 90s, 15m or 1h") }
+        if parseBudget(shrinkBudget) == nil { throw ValidationError("--shrink-budget '\(shrinkBudget)' is not a duration like 20m") }
         if shrinkTries < 1 { throw ValidationError("--shrink-tries must be at least 1") }
         if let stopAfterFailures, stopAfterFailures < 1 { throw ValidationError("--stop-after-failures must be at least 1") }
+        if let maxValueSize {
+            guard let n = parseSize(maxValueSize) else { throw ValidationError("--max-value-size '\(maxValueSize)' is not a size like 1KiB or 400") }
+            if n < ExploreGenerator.smallestMaxValueSize {
+                throw ValidationError("--max-value-size must be at least \(ExploreGenerator.smallestMaxValueSize) bytes (the default value size)")
+            }
+        }
     }
 
     func run() async throws {
@@ -174,10 +184,11 @@ struct Explore: AsyncParsableCommand {
             throw fail("cannot find raft-node beside the harness; build it (swift build) or pass --raft-node PATH")
         }
         var options = ExploreOptions(
-            seed: seed ?? UInt64.random(in: 1...999_999), count: count, forMs: duration.flatMap(parseDurationMs), runs: runs,
-            shrinkBudgetMs: parseDurationMs(shrinkBudget) ?? 0, shrinkTries: shrinkTries, stopAfterFailures: stopAfterFailures,
+            seed: seed ?? UInt64.random(in: 1...999_999), count: count, forMs: duration.flatMap(parseBudget), runs: runs,
+            shrinkBudgetMs: parseBudget(shrinkBudget) ?? 0, shrinkTries: shrinkTries, stopAfterFailures: stopAfterFailures,
             keepPassing: keepPassing, verbose: verbose)
         options.sim = sim
+        options.maxValueSize = maxValueSize.flatMap(parseSize)
         // Flushed a line at a time, so that a pipe (make explore | tee) shows each scenario.
         let printLine: @Sendable (String) -> Void = { line in
             print(line)

@@ -277,11 +277,13 @@ public enum Inspector {
             let slice = bytes[start..<end]
             let line = String(decoding: slice, as: UTF8.self)
             if !line.allSatisfy(\.isWhitespace) {
-                guard let object = (try? JSONSerialization.jsonObject(with: Data(slice))) as? [String: Any] else {
+                guard case let .object(members)? = slice.withUnsafeBytes({ JSONValue.parse($0) }) else {
                     add(.error(FileProblem(file: file, offset: UInt64(start), "line \(number) is not a JSON object" + (end == bytes.count ? " (the last line, unfinished)" : ""))))
                     return
                 }
-                add(.event(line: line, object: object.mapValues(jsonValue)))
+                var object: [String: JSONValue] = [:]
+                for (k, v) in members where object[k] == nil { object[k] = v }
+                add(.event(line: line, object: object))
             }
             start = end + 1
         }
@@ -289,16 +291,3 @@ public enum Inspector {
 }
 
 private func int(_ v: UInt64) -> JSONValue { .int(Int64(clamping: v)) }
-
-/// A Foundation JSON value as a `JSONValue` (numbers that are not integers as strings).
-func jsonValue(_ v: Any) -> JSONValue {
-    switch v {
-    case let s as String: return .string(s)
-    case let n as NSNumber:
-        if let i = Int64(exactly: n.doubleValue) { return .int(i) }
-        return .string(n.stringValue)
-    case let a as [Any]: return .array(a.map(jsonValue))
-    case let o as [String: Any]: return .object(o.keys.sorted().map { ($0, jsonValue(o[$0]!)) })
-    default: return .null
-    }
-}

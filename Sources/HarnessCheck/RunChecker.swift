@@ -131,7 +131,7 @@ struct Checker {
         return CheckResult(name: name, passed: evidence.isEmpty, evidence: ev, notes: notes)
     }
 
-    func events(_ n: NodeFiles, _ e: NodeEvent) -> String { "\(n.eventsFile) line \(e.line)" }
+    func events(_ n: NodeFiles, _ e: LoggedEvent) -> String { "\(n.eventsFile) line \(e.line)" }
 
     // MARK: files
 
@@ -154,7 +154,7 @@ struct Checker {
     func oneLeaderPerTerm() -> CheckResult {
         var leaders: [Term: [(String, String)]] = [:]
         for n in nodes {
-            for e in n.events where e.event == "role" && e.role == "leader" {
+            for e in n.events where e.isLeader {
                 if !(leaders[e.term]?.contains { $0.0 == n.name } ?? false) {
                     leaders[e.term, default: []].append((n.name, events(n, e)))
                 }
@@ -246,14 +246,13 @@ struct Checker {
         var commitsByTerm: [(term: Term, index: LogIndex, node: String, place: String)] = []
         for n in nodes {
             for e in n.events {
-                let c: LogIndex? = e.event == "commit" ? e.index : e.event == "start" ? e.commitIndex : nil
-                if let c, c > 0 { commitsByTerm.append((e.term, c, n.name, events(n, e))) }
+                if let c = e.reportedCommit, c > 0 { commitsByTerm.append((e.term, c, n.name, events(n, e))) }
             }
         }
         var leaderTerms = 0
         for n in nodes {
             var seen = Set<Term>()
-            for e in n.events[n.incarnationStart...] where e.event == "role" && e.role == "leader" && seen.insert(e.term).inserted {
+            for e in n.events[n.incarnationStart...] where e.isLeader && seen.insert(e.term).inserted {
                 leaderTerms += 1
                 guard let k = commitsByTerm.filter({ $0.term < e.term }).max(by: { $0.index < $1.index }) else { continue }
                 let leader = "\(n.name), leader in term \(e.term) (\(events(n, e)))"
@@ -281,28 +280,27 @@ struct Checker {
                     covered = 0
                 }
                 switch e.event {
-                case "commit":
-                    if let c = e.index, c > reported.0 { reported = (c, e.line) }
-                case "start":
-                    if let c = e.commitIndex, c > reported.0 { reported = (c, e.line) }
-                    covered = max(covered, e.snapshotIndex ?? 0)
-                case "snapshot-taken":
-                    covered = max(covered, e.index ?? 0)
-                case "snapshot-installed":
+                case let .commit(c):
+                    if c > reported.0 { reported = (c, e.line) }
+                case let .start(_, c, snapshotIndex):
+                    if c > reported.0 { reported = (c, e.line) }
+                    covered = max(covered, snapshotIndex)
+                case let .snapshotTaken(index, _, _, _):
+                    covered = max(covered, index)
+                case let .snapshotInstalled(_, i, _, _, _):
                     installs += 1
-                    let i = e.index ?? 0
                     if i < reported.0 {
                         evidence.append("\(n.name) installed a snapshot at index \(i) (\(events(n, e)), term \(e.term)) below the commit index \(reported.0) it had reported (\(n.eventsFile) line \(reported.1))")
                     }
                     covered = max(covered, i)
-                case "truncate":
+                case let .truncate(from):
                     truncations += 1
-                    if let from = e.from, from <= reported.0 {
+                    if from <= reported.0 {
                         evidence.append("\(n.name) removed its entries from index \(from) on (\(events(n, e)), term \(e.term)) after reporting commit index \(reported.0) (\(n.eventsFile) line \(reported.1))")
                     }
-                case "compact":
+                case let .compact(through):
                     compactions += 1
-                    if let through = e.through, through > covered {
+                    if through > covered {
                         evidence.append("\(n.name) dropped its entries through index \(through) (\(events(n, e)), term \(e.term)) with no snapshot covering them (its newest at index \(covered))")
                     }
                 default:

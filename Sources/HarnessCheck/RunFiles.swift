@@ -59,20 +59,26 @@ struct SnapshotInfo {
 }
 
 /// One line of a node's events.jsonl, with the fields the checker uses.
-struct NodeEvent {
+/// One line of a node's events.jsonl: its line number, and the event as the wire module
+/// reads it (the node writes it with the same type).
+struct LoggedEvent {
     var line: Int
     var term: Term
-    var event: String
-    var role: String?
-    var index: LogIndex?
-    var from: LogIndex?
-    var through: LogIndex?
-    var lastIndex: LogIndex?
-    var commitIndex: LogIndex?
-    var snapshotIndex: LogIndex?
+    var event: NodeEvent
+
+    var isLeader: Bool { if case .role("leader", _) = event { true } else { false } }
+
+    /// The commit index a `commit` or a `start` reports.
+    var reportedCommit: LogIndex? {
+        switch event {
+        case let .commit(index): index
+        case let .start(_, commitIndex, _): commitIndex
+        default: nil
+        }
+    }
 
     /// A `start` with empty data: the node's first, or its first after a wipe.
-    var isStartOfWipedData: Bool { event == "start" && lastIndex == 0 && commitIndex == 0 && snapshotIndex == 0 }
+    var isStartOfWipedData: Bool { if case .start(0, 0, 0) = event { true } else { false } }
 }
 
 /// What a node's data dir holds.
@@ -86,7 +92,7 @@ struct NodeFiles {
     /// The log after the compaction point, consecutive from prevIndex + 1.
     var entries: [LoggedEntry] = []
     var snapshot: SnapshotInfo?
-    var events: [NodeEvent] = []
+    var events: [LoggedEvent] = []
     var eventsFile: String { dir + "/events.jsonl" }
     var problems: [FileProblem] = []
     var notes: [String] = []
@@ -120,8 +126,7 @@ struct NodeFiles {
     var commitIndex: (index: LogIndex, line: Int?) {
         var best: (LogIndex, Int?) = (0, nil)
         for e in events[incarnationStart...] {
-            let c: LogIndex? = e.event == "commit" ? e.index : e.event == "start" ? e.commitIndex : nil
-            if let c, c > best.0 { best = (c, e.line) }
+            if let c = e.reportedCommit, c > best.0 { best = (c, e.line) }
         }
         return best
     }
@@ -354,18 +359,13 @@ struct RunFiles {
         }
         let file = node.eventsFile
         forEachJSONLine(Array(data), file: file, problems: &node.problems) { line, object in
-            guard let term = object["term"].flatMap(uint), let event = object["event"] as? String else {
+            guard object["term"]?.uintValue != nil, object["event"]?.stringValue != nil else {
                 return "an event needs an integer \"term\" and a string \"event\""
             }
-            var e = NodeEvent(line: line, term: term, event: event)
-            e.role = object["role"] as? String
-            e.index = object["index"].flatMap(uint)
-            e.from = object["from"].flatMap(uint)
-            e.through = object["through"].flatMap(uint)
-            e.lastIndex = object["lastIndex"].flatMap(uint)
-            e.commitIndex = object["commitIndex"].flatMap(uint)
-            e.snapshotIndex = object["snapshotIndex"].flatMap(uint)
-            node.events.append(e)
+            guard let e = NodeEventLine(object) else {
+                return "not an event of SPEC section 4 (event \(object["event"]!.serialized), or its fields)"
+            }
+            node.events.append(LoggedEvent(line: line, term: e.term, event: e.event))
             return nil
         }
         // A start with empty data after earlier events: the data was wiped.
@@ -381,29 +381,28 @@ struct RunFiles {
             return
         }
         // The invoke a completion belongs to: same client (and same id, when lines carry one).
-        var open: [String: [String: Any]] = [:]
+        var open: [String: JSONValue] = [:]
         var acknowledged: [AcknowledgedWrite] = []
         var invoked: [String: [String: Int]] = [:]
         forEachJSONLine(Array(data), file: file, problems: &problems) { line, object in
-            guard let type = object["type"] as? String else { return "a history line needs a string \"type\"" }
-            let client = (object["client"]).map { "\($0)" } ?? ""
-            let id = object["id"].map { "\($0)" } ?? ""
-            let slot = client + "\u{0}" + id
+            guard let type = object["type"]?.stringValue else { return "a history line needs a string \"type\"" }
+            func text(_ v: JSONValue?) -> String { v.map { $0.stringValue ?? $0.serialized } ?? "" }
+            let client = text(object["client"])
+            let slot = client + "\u{0}" + text(object["id"])
             if type == "invoke" {
                 open[slot] = object
-                if (object["op"] as? String) == "put", let key = object["key"] as? String, let value = object["value"] as? String {
+                if object["op"]?.stringValue == "put", let key = object["key"]?.stringValue, let value = object["value"]?.stringValue {
                     invoked[key, default: [:]][value, default: 0] += 1
                 }
                 return nil
             }
-            let invoke = open.removeValue(forKey: slot) ?? [:]
+            let invoke = open.removeValue(forKey: slot)
             guard type == "ok" else { return nil }
-            let op = (object["op"] ?? invoke["op"]) as? String
-            guard op == "put" else { return nil }
-            guard let key = (object["key"] ?? invoke["key"]) as? String, let value = (object["value"] ?? invoke["value"]) as? String,
-                let index = object["index"].flatMap(uint), let term = object["term"].flatMap(uint)
+            guard (object["op"] ?? invoke?["op"])?.stringValue == "put" else { return nil }
+            guard let key = (object["key"] ?? invoke?["key"])?.stringValue, let value = (object["value"] ?? invoke?["value"])?.stringValue,
+                let index = object["index"]?.uintValue, let term = object["term"]?.uintValue
             else { return "an \"ok\" put needs key, value (on it or on its invoke), index and term" }
-            if invoke.isEmpty { invoked[key, default: [:]][value, default: 0] += 1 }
+            if invoke == nil { invoked[key, default: [:]][value, default: 0] += 1 }
             acknowledged.append(AcknowledgedWrite(line: line, client: client, key: key, value: value, index: index, term: term))
             return nil
         }
@@ -435,37 +434,27 @@ struct RunFiles {
 /// Calls `body` with each JSON object line (1-based line numbers). A line that is not a JSON
 /// object, or that `body` refuses (returning why), is a problem naming its byte offset; an
 /// unfinished last line (no newline: a write cut short) is ignored.
-func forEachJSONLine(_ bytes: [UInt8], file: String, problems: inout [FileProblem], _ body: (Int, [String: Any]) -> String?) {
+func forEachJSONLine(_ bytes: [UInt8], file: String, problems: inout [FileProblem], _ body: (Int, JSONValue) -> String?) {
     var start = 0
     var line = 0
-    while start < bytes.count {
-        line += 1
-        let end = bytes[start...].firstIndex(of: UInt8(ascii: "\n")) ?? bytes.count
-        let finished = end < bytes.count
-        defer { start = end + 1 }
-        let slice = bytes[start..<end]
-        if slice.allSatisfy({ $0 == 32 || $0 == 9 || $0 == 13 }) { continue }
-        let object = try? JSONSerialization.jsonObject(with: Data(slice)) as? [String: Any]
-        guard let object else {
-            if !finished { continue }
-            problems.append(FileProblem(file: file, offset: UInt64(start), "line \(line) is not a JSON object"))
-            continue
-        }
-        if let why = body(line, object) {
-            problems.append(FileProblem(file: file, offset: UInt64(start), "line \(line): \(why)"))
+    bytes.withUnsafeBytes { all in
+        while start < all.count {
+            line += 1
+            let end = all[start...].firstIndex(of: UInt8(ascii: "\n")) ?? all.count
+            let finished = end < all.count
+            defer { start = end + 1 }
+            let slice = UnsafeRawBufferPointer(rebasing: all[start..<end])
+            if slice.allSatisfy({ $0 == 32 || $0 == 9 || $0 == 13 }) { continue }
+            guard let object = JSONValue.parse(slice), case .object = object else {
+                if !finished { continue }
+                problems.append(FileProblem(file: file, offset: UInt64(start), "line \(line) is not a JSON object"))
+                continue
+            }
+            if let why = body(line, object) {
+                problems.append(FileProblem(file: file, offset: UInt64(start), "line \(line): \(why)"))
+            }
         }
     }
-}
-
-/// A non-negative integer from a JSON number (or a string of digits).
-func uint(_ v: Any) -> UInt64? {
-    if let n = v as? NSNumber {
-        let d = n.doubleValue
-        guard d >= 0, d == d.rounded() else { return nil }
-        return n.uint64Value
-    }
-    if let s = v as? String { return UInt64(s) }
-    return nil
 }
 
 func isDirectory(_ path: String) -> Bool {

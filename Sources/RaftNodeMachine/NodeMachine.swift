@@ -99,7 +99,7 @@ public struct NodeMachine: Sendable {
     /// Set when the node should stop: the host calls `shutdown(now:)`.
     public private(set) var stopReason: String?
     public private(set) var exitCode: Int32 = 0
-    private var outputs: [NodeOutput] = []
+    @usableFromInline var outputs: [NodeOutput] = []
 
     private struct Pending {
         var term: Term
@@ -122,7 +122,9 @@ public struct NodeMachine: Sendable {
     /// The leader a snapshot being installed comes from.
     private var installingFrom: NodeID?
     private var addressBook: [NodeID: String]
-    private var nextTick: Millis
+    /// When `advance(to:)` has work next: the next tick of the core's clock. Stored, not
+    /// computed, so that a host reads it without copying the machine (hosts hold it in a class).
+    public private(set) var nextWake: Millis
     private var lastCommitEvent: Millis
     private var commitToReport: LogIndex?
     private var lastFromLeader: Millis?
@@ -140,7 +142,7 @@ public struct NodeMachine: Sendable {
         restartedOnData = state.log.lastIndex > 0 || (state.snapshot?.index ?? 0) > 0
         startedAt = now
         lastCommitEvent = now
-        nextTick = now + Millis(config.tickMs)
+        nextWake = now + Millis(config.tickMs)
         emit(.start(lastIndex: core.log.lastIndex, commitIndex: core.commitIndex, snapshotIndex: core.snapshot?.index ?? 0))
         if !core.configuration.isEmpty {
             emit(configEvent(core.configurationIndex, core.configuration, committed: true))
@@ -150,9 +152,7 @@ public struct NodeMachine: Sendable {
     }
 
     /// When `advance(to:)` should next be called.
-    public var nextWake: Millis { nextTick }
-
-    public var pendingOutputs: Bool { !outputs.isEmpty }
+    @inlinable public var pendingOutputs: Bool { !outputs.isEmpty }
 
     public mutating func takeOutputs() -> [NodeOutput] {
         defer { outputs.removeAll(keepingCapacity: true) }
@@ -326,11 +326,11 @@ public struct NodeMachine: Sendable {
     /// just handled reset the election timer, and a longer burst after a stall of this
     /// node's own would call an election for nothing.
     public mutating func advance(to now: Millis) {
-        guard stopReason == nil, now >= nextTick else { return }
+        guard stopReason == nil, now >= nextWake else { return }
         let tick = Millis(config.tickMs)
-        let due = (now - nextTick) / tick + 1
+        let due = (now - nextWake) / tick + 1
         for _ in 0..<min(due, Millis(config.settings.heartbeatTicks)) { core.tick() }
-        nextTick += due * tick
+        nextWake += due * tick
         housekeeping(now: now)
         drainCore(now: now)
     }

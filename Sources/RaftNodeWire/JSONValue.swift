@@ -51,13 +51,16 @@ extension JSONValue {
     /// that fit an Int64 (no line the node writes has one).
     public static func parse(_ text: String) -> JSONValue? {
         var text = text
-        return text.withUTF8 { utf8 in
-            var p = JSONBytes(UnsafeRawBufferPointer(utf8))
-            p.skipSpace()
-            guard let v = p.value(depth: 0) else { return nil }
-            p.skipSpace()
-            return p.index == p.bytes.count ? v : nil
-        }
+        return text.withUTF8 { parse(UnsafeRawBufferPointer($0)) }
+    }
+
+    /// The same, from UTF-8 bytes (a line of a file, say).
+    public static func parse(_ utf8: UnsafeRawBufferPointer) -> JSONValue? {
+        var p = JSONBytes(utf8)
+        p.skipSpace()
+        guard let v = p.value(depth: 0) else { return nil }
+        p.skipSpace()
+        return p.index == p.bytes.count ? v : nil
     }
 
     /// The member `key` of an object (the first, if repeated).
@@ -67,6 +70,8 @@ extension JSONValue {
     }
 
     public var stringValue: String? { if case let .string(s) = self { s } else { nil } }
+    /// A non-negative integer.
+    public var uintValue: UInt64? { if case let .int(i) = self, i >= 0 { UInt64(i) } else { nil } }
     public var intValue: Int64? { if case let .int(i) = self { i } else { nil } }
     public var boolValue: Bool? { if case let .bool(b) = self { b } else { nil } }
 }

@@ -95,9 +95,15 @@ public struct NodeEventLine: Sendable, Hashable {
 
     /// Nil for a line that is not an event of SPEC section 4 (unknown kinds included).
     public init?(parsing line: String) {
-        guard case let .object(members)? = JSONValue.parse(line) else { return nil }
+        guard let value = JSONValue.parse(line) else { return nil }
+        self.init(value)
+    }
+
+    /// Nil for a value that is not an event object of SPEC section 4.
+    public init?(_ value: JSONValue) {
+        guard case let .object(members) = value else { return nil }
         var f: [String: JSONValue] = [:]
-        for (k, v) in members { f[k] = v }
+        for (k, v) in members where f[k] == nil { f[k] = v }
         func s(_ k: String) -> String? { if case let .string(x)? = f[k] { x } else { nil } }
         func u(_ k: String) -> UInt64? { if case let .int(x)? = f[k], x >= 0 { UInt64(x) } else { nil } }
         func i(_ k: String) -> Int? { if case let .int(x)? = f[k] { Int(x) } else { nil } }

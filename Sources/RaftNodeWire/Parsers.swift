@@ -13,8 +13,15 @@
 
 /// "150ms", "2s", "1m" -> milliseconds; nil for anything else. The node's flags and the
 /// harness's scenarios read durations the same way.
-public func parseDuration(_ s: String) -> Int? {
-    for (suffix, factor) in [("ms", 1), ("s", 1000), ("m", 60_000)] where s.hasSuffix(suffix) {
+public func parseDuration(_ s: String) -> Int? { parseDuration(s, units: [("ms", 1), ("s", 1000), ("m", 60_000)]) }
+
+/// A budget of the harness's command line: "0", or a duration with "h" too ("20m", "1h").
+public func parseBudget(_ s: String) -> Int? {
+    s == "0" ? 0 : parseDuration(s, units: [("ms", 1), ("s", 1000), ("m", 60_000), ("h", 3_600_000)])
+}
+
+private func parseDuration(_ s: String, units: [(String, Int)]) -> Int? {
+    for (suffix, factor) in units where s.hasSuffix(suffix) {
         let number = s.dropLast(suffix.count)
         if let n = Int(number), n >= 0, !number.hasPrefix("+") { return n * factor }
     }
