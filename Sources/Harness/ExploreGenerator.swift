@@ -261,6 +261,7 @@ struct Gen {
 
     mutating func writesWhileImpaired(_ d: inout Draft, compact: Bool) throws(ExploreInvalid) {
         if compact && small {
+            if !d.m.leaderSettled { try d.add(.awaitLeader(withinMs: 30_000)) }
             try d.add(.sleep(ms: d.m.staleMs))
             let n = compactingWrites()
             if chance(0.3) {

@@ -70,7 +70,6 @@ public enum NodeRuntime {
         // Test-only (a harness that may `crash` this node sets it): note what is synced.
         UnsyncedWrites.startJournalFromEnvironment()
         let mailbox = Mailbox()
-        let known = NIOLockedValueBox<Set<NodeID>?>(nil)
         let group = MultiThreadedEventLoopGroup.singleton
         // Clients on a thread of their own: parsing a burst of large request lines must not
         // hold up the peer connections (a heartbeat late by 200 ms is an election).
@@ -93,7 +92,8 @@ public enum NodeRuntime {
             name: options.name, clusterID: options.clusterID, listen: options.peerAddress, group: group,
             onMessage: { mailbox.post(.node(.message($0))) },
             onError: { what, detail in mailbox.post(.node(.error(what: what, detail: detail))) },
-            isKnownPeer: { name in known.withLockedValue { set in set.map { $0.contains(name) } ?? true } })
+            isKnownPeer: { _ in true },
+            onPeerAddress: { mailbox.post(.node(.peerAddress($0, $1))) })
         try await transport.start()
         let server: ClientServer
         do {
@@ -121,7 +121,7 @@ public enum NodeRuntime {
             let thread = Thread {
                 let exit: Int32
                 do {
-                    let loop = try NodeLoop(options: options, mailbox: mailbox, transport: transport, known: known)
+                    let loop = try NodeLoop(options: options, mailbox: mailbox, transport: transport)
                     exit = loop.run()
                 } catch {
                     FileHandle.standardError.write(Data("raft-node: \(error)\n".utf8))
@@ -163,7 +163,6 @@ final class NodeLoop {
     let options: NodeOptions
     let mailbox: Mailbox
     let transport: PeerTransport
-    let known: NIOLockedValueBox<Set<NodeID>?>
     let storage: NodeStorage
     let events: EventLog
     let nodeLog: NodeLog
@@ -189,11 +188,10 @@ final class NodeLoop {
     var peerNames: [NodeID] = []
     let epoch = DispatchTime.now()
 
-    init(options: NodeOptions, mailbox: Mailbox, transport: PeerTransport, known: NIOLockedValueBox<Set<NodeID>?>) throws {
+    init(options: NodeOptions, mailbox: Mailbox, transport: PeerTransport) throws {
         self.options = options
         self.mailbox = mailbox
         self.transport = transport
-        self.known = known
         // Segments freed by a compaction are unlinked off the loop: hundreds of megabytes of
         // them took 400 ms, with no heartbeat sent meanwhile.
         storage = try NodeStorage(directory: options.dataDir, logOptions: .init(removeInBackground: true))
@@ -316,10 +314,9 @@ final class NodeLoop {
             abortSnapshotReceive()
         case let .snapshotFilesInUse(inUse):
             snapshotChunks.keep(only: inUse)
-        case let .setPeers(addresses, knownSenders):
+        case let .setPeers(addresses):
             transport.setPeers(addresses)
             peerNames = Array(addresses.keys)
-            known.withLockedValue { $0 = knownSenders }
         }
     }
 

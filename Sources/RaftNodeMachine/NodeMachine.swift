@@ -22,6 +22,8 @@ public enum NodeInput: Sendable {
     case snapshotSendFailed(to: NodeID, SnapshotMetadata, reason: String)
     /// Something the host saw and the node's account should say (bad input, refused peers).
     case error(what: String, detail: String)
+    /// A peer this node has no address for connected, saying where it listens (its hello).
+    case peerAddress(NodeID, String)
     /// SIGTERM, stdin closed: stop.
     case stop(reason: String)
     /// The storage failed: stop, exit 1.
@@ -56,9 +58,9 @@ public enum NodeOutput: Sendable {
     case abortSnapshotReceive
     /// Snapshot files that transfers still read; the others may be closed.
     case snapshotFilesInUse(Set<LogIndex>)
-    /// Where each peer is, and who may send (nil: anyone of the cluster, before this node
-    /// holds a configuration).
-    case setPeers([NodeID: String], known: Set<NodeID>?)
+    /// Where each peer is. Any peer of the cluster may send: a member cannot know every
+    /// member of configurations newer than its log (see `updatePeers`).
+    case setPeers([NodeID: String])
 }
 
 /// One member's decisions: the protocol core plus everything around it that the node
@@ -216,6 +218,13 @@ public struct NodeMachine: Sendable {
             core.snapshotSendFailed(to: to, meta, reason: reason)
         case let .error(what, detail):
             emit(.error(what: what, detail: detail))
+        case let .peerAddress(peer, address):
+            // A configuration's address wins; this one only fills a gap until the log names
+            // the peer (a leader added while this member was cut off must be answered).
+            guard peer != config.name, addressBook[peer] == nil else { break }
+            addressBook[peer] = address
+            note("\(peer) connected from \(address), which no configuration here names yet: answering it there")
+            updatePeers()
         case let .stop(reason):
             stopReason = reason
         case let .storageFailed(detail):
@@ -492,9 +501,12 @@ public struct NodeMachine: Sendable {
         pendingChanges.removeAll()
     }
 
-    /// Keeps the host's address book and the set of known senders in step with the newest
-    /// configuration. A node with no configuration yet (waiting to be added) accepts any
-    /// sender of its cluster.
+    /// Keeps the host's address book in step with the newest configuration.
+    ///
+    /// No sender of the cluster is refused. A member that lost touch while members were
+    /// added learns of them only from the leader, and the leader may be one of them:
+    /// harness explore --sim found a member that refused the connection of such a leader,
+    /// and so never caught up (harness/scenarios/found/leader-unknown-to-member).
     ///
     /// Addresses are only ever added or updated, never dropped: a member being removed must
     /// still hear the answers that commit its removal, and a node waiting to be added must
@@ -504,7 +516,7 @@ public struct NodeMachine: Sendable {
         addressBook.merge(c.addresses) { _, new in new }
         var addresses = addressBook
         addresses[config.name] = nil
-        outputs.append(.setPeers(addresses, known: c.isEmpty ? nil : Set(addressBook.keys)))
+        outputs.append(.setPeers(addresses))
     }
 
     // MARK: Stopping

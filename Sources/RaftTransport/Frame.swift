@@ -85,27 +85,33 @@ struct FrameParser {
 /// The receiver name lets the accepting side notice a peer that dialled the wrong address.
 struct Hello: Sendable, Hashable {
     static let magic: [UInt8] = Array("RAFT".utf8)
-    static let protocolVersion: UInt16 = 1
+    /// 2: the hello carries the sender's own listening address.
+    static let protocolVersion: UInt16 = 2
 
     var clusterID: String
     var sender: NodeID
     var receiver: NodeID
+    /// Where the sender listens: how the receiver answers a sender that no configuration
+    /// it holds names yet (a leader added while it was cut off).
+    var senderAddress: String
 
     func encoded() -> [UInt8] {
-        var w = ByteWriter(capacity: 32 + clusterID.utf8.count + sender.utf8.count + receiver.utf8.count)
+        var w = ByteWriter(capacity: 40 + clusterID.utf8.count + sender.utf8.count + receiver.utf8.count + senderAddress.utf8.count)
         for b in Self.magic { w.write(b) }
         w.write(UInt8(Self.protocolVersion >> 8))
         w.write(UInt8(Self.protocolVersion & 0xFF))
         w.write(clusterID)
         w.write(sender)
         w.write(receiver)
+        w.write(senderAddress)
         return w.bytes
     }
 
-    init(clusterID: String, sender: NodeID, receiver: NodeID) {
+    init(clusterID: String, sender: NodeID, receiver: NodeID, senderAddress: String) {
         self.clusterID = clusterID
         self.sender = sender
         self.receiver = receiver
+        self.senderAddress = senderAddress
     }
 
     init(decoding bytes: [UInt8]) throws(DecodingError) {
@@ -120,6 +126,7 @@ struct Hello: Sendable, Hashable {
         clusterID = try r.readString("cluster id")
         sender = try r.readString("sender")
         receiver = try r.readString("receiver")
+        senderAddress = try r.readString("sender address")
         try r.expectEnd("hello")
     }
 }

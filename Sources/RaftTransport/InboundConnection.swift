@@ -10,8 +10,8 @@ struct InboundSettings: Sendable {
     var onMessage: @Sendable (Message) -> Void
     var onError: @Sendable (_ what: String, _ detail: String) -> Void
     var isKnownPeer: @Sendable (NodeID) -> Bool
-    /// A peer's hello was accepted: it runs and can be reached.
-    var onPeerConnected: @Sendable (NodeID) -> Void = { _ in }
+    /// A peer's hello was accepted: it runs and can be reached, at the address it gives.
+    var onPeerConnected: @Sendable (NodeID, _ address: String) -> Void = { _, _ in }
     /// How long a new connection may take to send its hello.
     var helloTimeout: TimeAmount = .seconds(10)
 }
@@ -144,7 +144,7 @@ struct InboundConnection: ByteToMessageDecoder {
         parser.limit = settings.maxFrameBytes
         helloDeadline?.cancel()
         helloDeadline = nil
-        settings.onPeerConnected(hello.sender)
+        settings.onPeerConnected(hello.sender, hello.senderAddress)
     }
 
     private mutating func refuse(_ context: ChannelHandlerContext, _ what: String, _ detail: String, buffer: inout ByteBuffer) {

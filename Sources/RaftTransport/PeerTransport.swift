@@ -66,6 +66,7 @@ public final class PeerTransport: Sendable {
     private let onMessage: @Sendable (Message) -> Void
     private let onError: @Sendable (_ what: String, _ detail: String) -> Void
     private let isKnownPeer: @Sendable (NodeID) -> Bool
+    private let onPeerAddress: @Sendable (NodeID, String) -> Void
     /// The longest wait between two dials to a peer that is down (tests lengthen it).
     let maximumBackoff: TimeAmount
     private let state = NIOLockedValueBox(State())
@@ -95,6 +96,8 @@ public final class PeerTransport: Sendable {
     ///   - onMessage: each message received, in order per sending peer.
     ///   - onError: `(what, detail)` of each error worth recording; see the type's doc.
     ///   - isKnownPeer: whether a sender named in a hello may connect.
+    ///   - onPeerAddress: a peer with no address here connected, saying where it listens
+    ///     (the owner may add it to the address book with `setPeers`).
     public convenience init(
         name: NodeID,
         clusterID: String,
@@ -104,18 +107,22 @@ public final class PeerTransport: Sendable {
         maxQueuedBytes: Int = PeerTransport.defaultMaxFrameBytes,
         onMessage: @escaping @Sendable (Message) -> Void,
         onError: @escaping @Sendable (_ what: String, _ detail: String) -> Void,
-        isKnownPeer: @escaping @Sendable (NodeID) -> Bool
+        isKnownPeer: @escaping @Sendable (NodeID) -> Bool,
+        onPeerAddress: @escaping @Sendable (NodeID, _ address: String) -> Void = { _, _ in }
     ) {
         self.init(
             name: name, clusterID: clusterID, listen: address, group: group, maxFrameBytes: maxFrameBytes, maxQueuedBytes: maxQueuedBytes,
-            maximumBackoff: OutboundPeer.defaultMaximumBackoff, onMessage: onMessage, onError: onError, isKnownPeer: isKnownPeer)
+            maximumBackoff: OutboundPeer.defaultMaximumBackoff, onMessage: onMessage, onError: onError, isKnownPeer: isKnownPeer,
+            onPeerAddress: onPeerAddress)
     }
 
     init(
         name: NodeID, clusterID: String, listen address: String, group: any EventLoopGroup, maxFrameBytes: Int, maxQueuedBytes: Int,
         maximumBackoff: TimeAmount, onMessage: @escaping @Sendable (Message) -> Void,
-        onError: @escaping @Sendable (_ what: String, _ detail: String) -> Void, isKnownPeer: @escaping @Sendable (NodeID) -> Bool
+        onError: @escaping @Sendable (_ what: String, _ detail: String) -> Void, isKnownPeer: @escaping @Sendable (NodeID) -> Bool,
+        onPeerAddress: @escaping @Sendable (NodeID, _ address: String) -> Void = { _, _ in }
     ) {
+        self.onPeerAddress = onPeerAddress
         self.maximumBackoff = maximumBackoff
         self.name = name
         self.clusterID = clusterID
@@ -164,7 +171,13 @@ public final class PeerTransport: Sendable {
         var inbound = InboundSettings(
             name: name, clusterID: clusterID, maxFrameBytes: maxFrameBytes, listenAddress: listenAddress,
             onMessage: onMessage, onError: onError, isKnownPeer: isKnownPeer)
-        inbound.onPeerConnected = { [self] peer in self.state.withLockedValue { $0.peers[peer] }?.peerIsUp() }
+        inbound.onPeerConnected = { [self] peer, address in
+            if let known = self.state.withLockedValue({ $0.peers[peer] }) {
+                known.peerIsUp()
+            } else {
+                self.onPeerAddress(peer, address)
+            }
+        }
         let settings = inbound
         let maxBuffer = maxFrameBytes + Frame.headerSize + 64 * 1024
         let bootstrap = ServerBootstrap(group: group)
@@ -263,7 +276,7 @@ public final class PeerTransport: Sendable {
                 onError(Self.badAddress, "address of \(id): \(error)")
             }
         }
-        let hello = { (id: NodeID) in Hello(clusterID: self.clusterID, sender: self.name, receiver: id) }
+        let hello = { (id: NodeID) in Hello(clusterID: self.clusterID, sender: self.name, receiver: id, senderAddress: self.listenAddress) }
         let (retired, added) = state.withLockedValue { s -> ([OutboundPeer], [OutboundPeer]) in
             if case .stopped = s.phase { return ([], []) }
             var retired: [OutboundPeer] = []

@@ -259,6 +259,20 @@ struct ExploreModelTests {
                 ]))
         // ... or when it may not have been out of reach long enough for the leader to let go
         #expect(refuses(compact + setup + [.write(100), .kill(f), .write(200), .start(.variable("f")), .awaitSnapshotting(.variable("f"), withinMs: 30_000)]))
+        // ... or when the leader was lost and the sleep may have passed before the next one was
+        // elected (a new leader counts every member as just heard): explore --sim found it
+        let d = ExploreBound(.leader, as: "d")
+        #expect(refuses(compact + setup + [.write(20), .kill(d), .sleep(ms: 1000), .write(200), .start(.variable("d")), .awaitSnapshotting(.variable("d"), withinMs: 30_000)]))
+        // ... or when the writes it missed are fewer than a slow take of a large state lasts
+        let big: [ExploreStep] = [.set("snapshot-threshold", "30"), .set("snapshot-trailing", "10"), .set("snapshot-chunk", "2KiB"), .set("value-size", "64KiB")]
+        #expect(refuses(big + setup + [.write(100), .kill(f), .sleep(ms: 1000), .write(80), .start(.variable("f")), .awaitSnapshotting(.variable("f"), withinMs: 30_000)]))
+        // loss above 10 % among a bare majority of healthy voters: elections may take longer
+        // than any bound (explore --sim); 10 % there, or 30 % with a voter to spare, is fine
+        let five: [ExploreStep] = [.cluster(["n1", "n2", "n3", "n4", "n5"]), .awaitLeader(withinMs: 20_000)]
+        #expect(refuses(five + [.partition([f, g]), .loss(percent: 30, delayMs: nil)]))
+        #expect(refuses(five + [.loss(percent: 30, delayMs: nil), .kill(f), .kill(g)]))
+        #expect(!refuses(five + [.partition([f, g]), .loss(percent: 10, delayMs: nil), .write(5)]))
+        #expect(!refuses(five + [.kill(f), .loss(percent: 30, delayMs: nil), .write(5)]))
         // removing below a majority of the new configuration; a node removed while running, then added at once
         #expect(refuses(setup + [.kill(f), .remove(.init(.follower, as: "r"))]))
         #expect(refuses([.cluster(["n1", "n2", "n3", "n4"]), .remove(.init(.leader, as: "r")), .add(.variable("r"))]))
@@ -274,10 +288,18 @@ struct ExploreModelTests {
         var m = ExploreModel()
         try m.apply(
             compact + [.cluster(["n1", "n2", "n3", "n4", "n5"])] + [
-                .write(20), .kill(f), .sleep(ms: 1000), .write(80), .start(.variable("f")), .awaitSnapshotting(.variable("f"), withinMs: 30_000),
+                .write(20), .kill(f), .sleep(ms: 1000), .write(110), .start(.variable("f")), .awaitSnapshotting(.variable("f"), withinMs: 30_000),
                 .kill(.init(.variable("f"))), .isolate(.init(.leader, as: "l")), .add(.named("n6")), .heal,
             ])
         #expect(m.voters == 6)
+        // The leader lost, then a leader awaited: the sleep after that counts.
+        var settled = ExploreModel()
+        let d = ExploreBound(.leader, as: "d")
+        try settled.apply(
+            compact + [.cluster(["n1", "n2", "n3"])] + [
+                .write(20), .kill(d), .awaitLeader(withinMs: 30_000), .sleep(ms: 1000), .write(110), .start(.variable("d")),
+                .awaitSnapshotting(.variable("d"), withinMs: 30_000),
+            ])
         #expect(m.healthy == 5)
         let live = try m.liveness(expectSnapshots: true)
         #expect(live.contains(.start(.variable("f"))))
@@ -291,7 +313,7 @@ struct ExploreModelTests {
 
         // Added after compaction with every member healthy: it must install a snapshot.
         var fresh = ExploreModel()
-        try fresh.apply(compact + [.cluster(["n1", "n2", "n3"]), .write(100), .add(.named("n4"))])
+        try fresh.apply(compact + [.cluster(["n1", "n2", "n3"]), .write(120), .add(.named("n4"))])
         #expect(try fresh.liveness(expectSnapshots: true).contains(.expectInstalled(.named("n4"))))
 
         // a majority down on purpose, the leader last: await no-leader, then back

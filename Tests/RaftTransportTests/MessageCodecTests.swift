@@ -217,13 +217,13 @@ struct SplitMix64 {
     }
 
     @Test func helloRoundTripsAndChecksMagicAndVersion() throws {
-        let hello = Hello(clusterID: "c-1", sender: "n1", receiver: "n2")
+        let hello = Hello(clusterID: "c-1", sender: "n1", receiver: "n2", senderAddress: "/tmp/n1.peer")
         #expect(try Hello(decoding: hello.encoded()) == hello)
         var bad = hello.encoded()
         bad[0] = 0
         #expect(throws: DecodingError.self) { try Hello(decoding: bad) }
         var version = hello.encoded()
-        version[5] = 2
+        version[5] = 1  // a hello of version 1 (no sender address) is refused, not misread
         #expect(throws: DecodingError.self) { try Hello(decoding: version) }
         for cut in 0..<hello.encoded().count {
             #expect(throws: DecodingError.self) { try Hello(decoding: Array(hello.encoded()[..<cut])) }

@@ -51,14 +51,15 @@ struct Node {
     init(
         _ name: NodeID, at address: String, cluster: String = "test-cluster", maxFrameBytes: Int = PeerTransport.defaultMaxFrameBytes,
         maximumBackoff: TimeAmount = OutboundPeer.defaultMaximumBackoff, group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
-        known: @escaping @Sendable (NodeID) -> Bool = { _ in true }
+        known: @escaping @Sendable (NodeID) -> Bool = { _ in true },
+        onPeerAddress: @escaping @Sendable (NodeID, String) -> Void = { _, _ in }
     ) {
         let inbox = Inbox()
         self.inbox = inbox
         transport = PeerTransport(
             name: name, clusterID: cluster, listen: address, group: group, maxFrameBytes: maxFrameBytes,
             maxQueuedBytes: maxFrameBytes, maximumBackoff: maximumBackoff,
-            onMessage: { inbox.add($0) }, onError: { inbox.report($0, $1) }, isKnownPeer: known)
+            onMessage: { inbox.add($0) }, onError: { inbox.report($0, $1) }, isKnownPeer: known, onPeerAddress: onPeerAddress)
     }
 }
 
@@ -79,7 +80,7 @@ func rawConnect(_ address: String, writing bytes: [UInt8]) async throws -> any C
 }
 
 func helloFrame(cluster: String = "test-cluster", from: NodeID, to: NodeID) -> [UInt8] {
-    Array(Frame.encode(.hello, payload: Hello(clusterID: cluster, sender: from, receiver: to).encoded(), allocator: .init()).readableBytesView)
+    Array(Frame.encode(.hello, payload: Hello(clusterID: cluster, sender: from, receiver: to, senderAddress: "unix:/nowhere").encoded(), allocator: .init()).readableBytesView)
 }
 
 @Suite(.serialized) struct PeerTransportTests {
@@ -282,6 +283,29 @@ func helloFrame(cluster: String = "test-cluster", from: NodeID, to: NodeID) -> [
         #expect(try await eventually { !b.inbox.errors(PeerTransport.refusedPeer, containing: "cluster 'blue'").isEmpty })
         try await Task.sleep(for: .milliseconds(100))
         #expect(b.inbox.received.isEmpty)
+        await a.transport.shutdown()
+        await b.transport.shutdown()
+    }
+
+    @Test func aSenderWithNoAddressHereSaysWhereItListensSoThatItCanBeAnswered() async throws {
+        // A member cut off while a new member joined and became leader holds no address for
+        // it; the leader's hello says where it listens (explore --sim found a member that could
+        // never answer such a leader).
+        let dir = try shortTempDir()
+        defer { removeDir(dir) }
+        let learned = NIOLockedValueBox<[String: String]>([:])
+        let b = Node("n2", at: "\(dir)/n2.sock", onPeerAddress: { name, address in learned.withLockedValue { $0[name] = address } })
+        let a = Node("n5", at: "\(dir)/n5.sock")
+        try await a.transport.start()
+        try await b.transport.start()
+        a.transport.setPeers(["n2": "\(dir)/n2.sock"])
+        a.transport.send(heartbeat("n5", "n2", 1))
+        #expect(try await eventually { b.inbox.received == [heartbeat("n5", "n2", 1)] })
+        #expect(learned.withLockedValue { $0 } == ["n5": "\(dir)/n5.sock"])
+        // Told the address, it answers.
+        b.transport.setPeers(learned.withLockedValue { $0 })
+        b.transport.send(heartbeat("n2", "n5", 2))
+        #expect(try await eventually { a.inbox.received == [heartbeat("n2", "n5", 2)] })
         await a.transport.shutdown()
         await b.transport.shutdown()
     }

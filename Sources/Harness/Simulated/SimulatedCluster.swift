@@ -219,6 +219,13 @@ public final class SimulatedCluster: ClusterBackend, @unchecked Sendable {
     /// bytes take, in order on its link, unless the link is cut or the message lost (decided
     /// when it is sent). A node that is gone when it arrives never sees it.
     func send(_ m: Message, from sender: SimulatedNode, at us: Int64) {
+        guard sender.addressBook[m.to] != nil else {
+            // The process transport has no connection to make: dropped, said once a peer.
+            if m.to != sender.name, sender.reportedUnreachable.insert(m.to).inserted {
+                sender.deliver(.error(what: "peer-send", detail: "no address for \(m.to); messages to it are dropped"))
+            }
+            return
+        }
         let link = m.from + ">" + m.to
         if let stuck = stuckLinks[link], stuck == sender.incarnation { return }
         guard let delayMs = network.fate(from: m.from, to: m.to) else { return }
@@ -233,7 +240,9 @@ public final class SimulatedCluster: ClusterBackend, @unchecked Sendable {
             // Sent after its sender died (at the end of a turn the death cut short): never.
             if let died = sender.diedAtUs, died < us { return }
             guard let self, let node = self.nodes[to], node.incarnation == expected else { return }
-            if let known = node.knownSenders, !known.contains(m.from) { return }
+            // A connection opens with a hello that says where its sender listens; a receiver
+            // with no address for it learns one (the process transport's onPeerAddress).
+            if node.addressBook[m.from] == nil { node.deliver(.peerAddress(m.from, Self.address(m.from))) }
             node.deliver(.message(m))
         }
     }

@@ -64,8 +64,10 @@ final class SimulatedNode {
     var turnScheduled = false
     var busyUntilUs: Int64 = 0
     var wakeAtUs: Int64?
-    /// Senders this node accepts (nil: any of the cluster), as the machine last said.
-    var knownSenders: Set<NodeID>?
+    /// Where this node can send, as the machine last said (`setPeers`): a message to a peer
+    /// not in it is dropped, reported once, as the process transport does.
+    var addressBook: [NodeID: String] = [:]
+    var reportedUnreachable: Set<NodeID> = []
     var receiver: SnapshotReceiver?
     /// When the snapshot being received began to arrive: its install's `ms` counts from
     /// there, as the process runtime's does.
@@ -108,6 +110,7 @@ final class SimulatedNode {
             initialAddresses: addresses)
         // The planted fault of a -DRAFT_FAULTS build, as the process runtime takes it.
         config.ignoreSnapshotAfterRestart = FaultSwitch.isOn(.ignoreSnapshotAfterRestart)
+        addressBook = addresses.filter { $0.key != name }
         machine = NodeMachine(config: config, seed: seed, state: state, store: store, now: cluster.nowMs)
         busyUntilUs = cluster.timeline.nowUs
         takeTurn()
@@ -304,8 +307,9 @@ final class SimulatedNode {
             abortReceive()
         case let .snapshotFilesInUse(inUse):
             snapshotChunks.keep(only: inUse)
-        case let .setPeers(_, known):
-            knownSenders = known
+        case let .setPeers(addresses):
+            for peer in addresses.keys where addressBook[peer] == nil { reportedUnreachable.remove(peer) }
+            addressBook = addresses
         }
     }
 
