@@ -28,6 +28,8 @@ public struct ExploreOptions: Sendable {
     public var sim = false
     /// No generated `value-size` above this (nil: the generator's full range, up to 64 KiB).
     public var maxValueSize: Int?
+    /// Scenarios run at once (the simulator only: in processes the nodes need the cores).
+    public var jobs = 1
 
     public init(
         seed: UInt64, count: Int?, forMs: Int?, runs: String, shrinkBudgetMs: Int, shrinkTries: Int, stopAfterFailures: Int?,
@@ -95,84 +97,161 @@ public struct ExploreRunner: Sendable {
             "explore: seed \(options.seed), "
                 + (options.count.map { "\($0) scenarios" } ?? options.forMs.map { "for \(Self.minutes($0))" } ?? "10 scenarios")
                 + (options.maxValueSize.map { ", values up to \(size($0))" } ?? "")
-                + (options.sim ? ", in the simulator" : "")
+                + (options.sim ? ", in the simulator" + (options.jobs > 1 && !options.verbose ? ", \(options.jobs) at a time" : "") : "")
                 + ", runs in \(options.runs)/, shrink budget \(Self.minutes(options.shrinkBudgetMs)) a failure")
         let scratch = options.sim && !options.dryRun ? Self.memoryScratch() : nil
         if let scratch { say("explore: run directories written in \(scratch)/ (memory); failures moved to \(options.runs)/") }
         defer { if let scratch { try? FileManager.default.removeItem(atPath: scratch) } }
-        var index = 0
-        while index < limit {
-            if let forMs = options.forMs, elapsed() >= forMs { break }
-            let g = ExploreGenerator.scenario(seed: options.seed, index: index, maxValueSize: options.maxValueSize)
-            index += 1
-            let dir = options.runs + "/" + g.name + "-\(g.runSeed)" + (options.sim ? "-sim" : "")
-            let path = dir + "/" + g.name + ".scenario"
-            let scenario: Scenario
-            do {
-                scenario = try ScenarioParser.parse(g.text, file: path)
-            } catch {
-                // The generator's own mistake: said plainly, counted as a failure of its own
-                // kind (never a check's or a step's), not run.
-                say(pad(g.name, 18) + "GENERATOR ERROR (a bug of explore, not of the system): \(error)")
-                summary.failures.append(.init(scenario: g.name, kind: "generator-error", directory: dir))
-                continue
-            }
-            if options.dryRun {
+        if options.dryRun {
+            var index = 0
+            while index < limit {
+                if let forMs = options.forMs, elapsed() >= forMs { break }
+                let g = ExploreGenerator.scenario(seed: options.seed, index: index, maxValueSize: options.maxValueSize)
+                index += 1
+                let path = options.runs + "/" + g.name + "-\(g.runSeed)" + (options.sim ? "-sim" : "") + "/" + g.name + ".scenario"
+                do {
+                    _ = try ScenarioParser.parse(g.text, file: path)
+                } catch {
+                    say(pad(g.name, 18) + "GENERATOR ERROR (a bug of explore, not of the system): \(error)")
+                    summary.failures.append(.init(scenario: g.name, kind: "generator-error", directory: path))
+                    continue
+                }
                 say("# ---- \(path) (run seed \(g.runSeed))")
                 say(g.text)
                 summary.scenarios += 1
-                continue
             }
-            let t0 = ContinuousClock.now
-            // In the simulator a passing run's directory is removed at once: it is written in
-            // a scratch directory in memory when there is one, and only a failure's is moved
-            // to `runs/` (the files hold no path, so the move changes nothing in them).
-            let runDir = scratch.map { $0 + "/" + FileSystemPath.name(of: dir) } ?? dir
-            let outcome = await runner.run(scenario, seed: g.runSeed, directory: runDir, scenarioText: g.text)
-            let ms = t0.duration(to: .now).milliseconds
-            summary.runMs += ms
-            summary.scenarios += 1
-            let reached = ExploreCoverage.measure(runDirectory: runDir)
-            for t in reached { summary.coverage[t, default: 0] += 1 }
-            let kinds = ExploreFailure.kinds(outcome)
-            let covers = reached.isEmpty ? "" : "  [" + reached.map(\.rawValue).joined(separator: ", ") + "]"
-            guard let kind = ExploreFailure.primary(kinds) else {
-                say(pad(g.name, 18) + "pass  " + lpad(Self.seconds(ms), 7) + "  " + pad(g.profile, 8) + covers)
-                if runDir != dir {
-                    if options.keepPassing { Self.move(runDir, to: dir) } else { try? FileManager.default.removeItem(atPath: runDir) }
-                } else if !options.keepPassing {
-                    try? FileManager.default.removeItem(atPath: options.sim ? dir : dir + "/nodes")
+            return summary
+        }
+        // Scenarios run `jobs` at a time (in the simulator each run is a thread of its own and
+        // shares nothing with another), and are recorded, shrunk and printed in their order:
+        // the output is the same with any number of jobs, but for the times.
+        let jobs = options.verbose ? 1 : max(1, options.jobs)
+        let scratchDir = scratch
+        await withTaskGroup(of: (Int, Ran).self) { group in
+            var next = 0
+            var inFlight = 0
+            var ready: [Int: Ran] = [:]
+            var expected = 0
+            var stopped = false
+            func mayStart() -> Bool {
+                guard !stopped, next < limit else { return false }
+                if let forMs = options.forMs, elapsed() >= forMs { return false }
+                return true
+            }
+            func start() {
+                let index = next
+                next += 1
+                inFlight += 1
+                group.addTask { (index, await self.runOne(index: index, scratch: scratchDir)) }
+            }
+            while inFlight < jobs && mayStart() { start() }
+            while let (index, ran) = await group.next() {
+                inFlight -= 1
+                ready[index] = ran
+                while let ran = ready.removeValue(forKey: expected) {
+                    expected += 1
+                    if stopped {
+                        // Run beside the failure that stopped the exploration: not counted.
+                        if ran.runDirectory != ran.directory { try? FileManager.default.removeItem(atPath: ran.runDirectory) }
+                        continue
+                    }
+                    stopped = await record(ran, into: &summary)
                 }
-                continue
-            }
-            if runDir != dir { Self.move(runDir, to: dir) }
-            let why: String
-            if kind.hasPrefix("step:"), let f = outcome.stepFailure {
-                why = "\(kind.dropFirst(5)) (line \(f.line): \(f.message.prefix(160)))"
-            } else {
-                let evidence = outcome.report.checks.first { "check:" + $0.name == kind }?.evidence.first ?? ""
-                why = "\(kind.dropFirst(6)) (\(evidence.prefix(160)))"
-            }
-            say(pad(g.name, 18) + "FAIL  " + lpad(Self.seconds(ms), 7) + "  " + pad(g.profile, 8) + why + covers + "  -> " + dir)
-            var failure = ExploreSummary.Failure(scenario: g.name, kind: kind, directory: dir)
-            if options.shrinkBudgetMs > 0 {
-                let t1 = ContinuousClock.now
-                let (minimal, steps) = await shrink(g, kind: kind, directory: dir)
-                failure.minimal = minimal
-                failure.minimalSteps = steps
-                if let confirm { failure.confirmed = await self.confirm(minimal, with: confirm, kind: kind) }
-                summary.shrinkMs += t1.duration(to: .now).milliseconds
-            }
-            summary.failures.append(failure)
-            if let stop = options.stopAfterFailures, summary.failures.count >= stop {
-                say("explore: stopping after \(summary.failures.count) failure(s) (--stop-after-failures \(stop))")
-                break
+                while inFlight < jobs && mayStart() { start() }
             }
         }
         summary.totalMs = elapsed()
-        if options.dryRun { return summary }
         printSummary(summary)
         return summary
+    }
+
+    /// One scenario, run and checked (or refused by the parser), not yet recorded.
+    struct Ran: Sendable {
+        var scenario: ExploreScenario
+        /// Its run directory under `runs/`, and where it was written (a scratch directory in
+        /// memory, or the same).
+        var directory: String
+        var runDirectory: String
+        var generatorError: String?
+        var outcome: RunOutcome?
+        var ms = 0
+        var reached: [ExploreTarget] = []
+    }
+
+    /// Generates scenario `index`, runs it and measures its coverage; nothing is said.
+    func runOne(index: Int, scratch: String?) async -> Ran {
+        let g = ExploreGenerator.scenario(seed: options.seed, index: index, maxValueSize: options.maxValueSize)
+        let dir = options.runs + "/" + g.name + "-\(g.runSeed)" + (options.sim ? "-sim" : "")
+        let path = dir + "/" + g.name + ".scenario"
+        // In the simulator a passing run's directory is removed at once: it is written in a
+        // scratch directory in memory when there is one, and only a failure's is moved to
+        // `runs/` (the files hold no path, so the move changes nothing in them).
+        let runDir = scratch.map { $0 + "/" + FileSystemPath.name(of: dir) } ?? dir
+        var ran = Ran(scenario: g, directory: dir, runDirectory: runDir)
+        let scenario: Scenario
+        do {
+            scenario = try ScenarioParser.parse(g.text, file: path)
+        } catch {
+            ran.generatorError = "\(error)"
+            return ran
+        }
+        let t0 = ContinuousClock.now
+        ran.outcome = await runner.run(scenario, seed: g.runSeed, directory: runDir, scenarioText: g.text)
+        ran.ms = t0.duration(to: .now).milliseconds
+        ran.reached = ExploreCoverage.measure(runDirectory: runDir)
+        return ran
+    }
+
+    /// Counts, prints and (on a failure) shrinks one run; true when the exploration stops.
+    func record(_ ran: Ran, into summary: inout ExploreSummary) async -> Bool {
+        let g = ran.scenario
+        let dir = ran.directory
+        let runDir = ran.runDirectory
+        guard let outcome = ran.outcome else {
+            // The generator's own mistake: said plainly, counted as a failure of its own
+            // kind (never a check's or a step's), not run.
+            say(pad(g.name, 18) + "GENERATOR ERROR (a bug of explore, not of the system): \(ran.generatorError ?? "")")
+            summary.failures.append(.init(scenario: g.name, kind: "generator-error", directory: dir))
+            return false
+        }
+        summary.runMs += ran.ms
+        summary.scenarios += 1
+        for t in ran.reached { summary.coverage[t, default: 0] += 1 }
+        let kinds = ExploreFailure.kinds(outcome)
+        let covers = ran.reached.isEmpty ? "" : "  [" + ran.reached.map(\.rawValue).joined(separator: ", ") + "]"
+        guard let kind = ExploreFailure.primary(kinds) else {
+            say(pad(g.name, 18) + "pass  " + lpad(Self.seconds(ran.ms), 7) + "  " + pad(g.profile, 8) + covers)
+            if runDir != dir {
+                if options.keepPassing { Self.move(runDir, to: dir) } else { try? FileManager.default.removeItem(atPath: runDir) }
+            } else if !options.keepPassing {
+                try? FileManager.default.removeItem(atPath: options.sim ? dir : dir + "/nodes")
+            }
+            return false
+        }
+        if runDir != dir { Self.move(runDir, to: dir) }
+        let why: String
+        if kind.hasPrefix("step:"), let f = outcome.stepFailure {
+            why = "\(kind.dropFirst(5)) (line \(f.line): \(f.message.prefix(160)))"
+        } else {
+            let evidence = outcome.report.checks.first { "check:" + $0.name == kind }?.evidence.first ?? ""
+            why = "\(kind.dropFirst(6)) (\(evidence.prefix(160)))"
+        }
+        say(pad(g.name, 18) + "FAIL  " + lpad(Self.seconds(ran.ms), 7) + "  " + pad(g.profile, 8) + why + covers + "  -> " + dir)
+        var failure = ExploreSummary.Failure(scenario: g.name, kind: kind, directory: dir)
+        if options.shrinkBudgetMs > 0 {
+            let t1 = ContinuousClock.now
+            let (minimal, steps) = await shrink(g, kind: kind, directory: dir)
+            failure.minimal = minimal
+            failure.minimalSteps = steps
+            if let confirm { failure.confirmed = await self.confirm(minimal, with: confirm, kind: kind) }
+            summary.shrinkMs += t1.duration(to: .now).milliseconds
+        }
+        summary.failures.append(failure)
+        if let stop = options.stopAfterFailures, summary.failures.count >= stop {
+            say("explore: stopping after \(summary.failures.count) failure(s) (--stop-after-failures \(stop))")
+            return true
+        }
+        return false
     }
 
     /// A fresh directory on /dev/shm (tmpfs) when it has room (4 GiB free: a scenario of the
@@ -181,7 +260,8 @@ public struct ExploreRunner: Sendable {
     static func memoryScratch() -> String? {
         var fs = statvfs()
         guard statvfs("/dev/shm", &fs) == 0, UInt64(fs.f_bavail) * UInt64(fs.f_frsize) >= 4 << 30 else { return nil }
-        let dir = "/dev/shm/raft-explore-\(getpid())"
+        // The process id and a random tag: two explorations in one process (tests) never share it.
+        let dir = "/dev/shm/raft-explore-\(getpid())-\(String(UInt32.random(in: 0...UInt32.max), radix: 16))"
         try? FileManager.default.removeItem(atPath: dir)
         guard (try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)) != nil else { return nil }
         return dir

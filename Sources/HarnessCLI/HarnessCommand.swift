@@ -160,6 +160,9 @@ struct Explore: AsyncParsableCommand {
     @Option(name: .customLong("max-value-size"), help: "Generate no value-size above this (e.g. 1KiB; at least 100 B): no big profile below 32KiB. Default: the full range, up to 64KiB.")
     var maxValueSize: String?
 
+    @Option(help: "With --sim: scenarios run at once (default: one per core). Their lines and the summary are the same with any number.")
+    var jobs: Int?
+
     @Flag(help: "Run in the seeded simulator: a variant runs once while shrinking (a seed replays exactly), only failures keep their run directories, and each minimal scenario is then run against processes.")
     var sim = false
 
@@ -170,6 +173,10 @@ struct Explore: AsyncParsableCommand {
         if parseBudget(shrinkBudget) == nil { throw ValidationError("--shrink-budget '\(shrinkBudget)' is not a duration like 20m") }
         if shrinkTries < 1 { throw ValidationError("--shrink-tries must be at least 1") }
         if let stopAfterFailures, stopAfterFailures < 1 { throw ValidationError("--stop-after-failures must be at least 1") }
+        if let jobs {
+            if jobs < 1 { throw ValidationError("--jobs must be at least 1") }
+            if !sim { throw ValidationError("--jobs is for --sim only (against processes the nodes need the cores)") }
+        }
         if let maxValueSize {
             guard let n = parseSize(maxValueSize) else { throw ValidationError("--max-value-size '\(maxValueSize)' is not a size like 1KiB or 400") }
             if n < ExploreGenerator.smallestMaxValueSize {
@@ -189,6 +196,7 @@ struct Explore: AsyncParsableCommand {
             keepPassing: keepPassing, verbose: verbose)
         options.sim = sim
         options.maxValueSize = maxValueSize.flatMap(parseSize)
+        if sim { options.jobs = jobs ?? ProcessInfo.processInfo.activeProcessorCount }
         // Flushed a line at a time, so that a pipe (make explore | tee) shows each scenario.
         let printLine: @Sendable (String) -> Void = { line in
             print(line)

@@ -68,4 +68,35 @@ struct SimulatedWorldTests {
         }
         #expect(hashes[0] == hashes[1], "the two runs of seed 42 differ")
     }
+
+    @Test("explore --sim says the same, scenario for scenario, whether it runs one scenario at a time or three")
+    func exploreJobsChangeNothingButTime() async throws {
+        func explore(jobs: Int) async -> ([String], ExploreSummary) {
+            let runs = NSTemporaryDirectory() + "sim-explore-jobs\(jobs)-\(UInt32.random(in: 0...UInt32.max))"
+            defer { try? FileManager.default.removeItem(atPath: runs) }
+            var options = ExploreOptions(
+                seed: 11, count: 7, forMs: nil, runs: runs, shrinkBudgetMs: 0, shrinkTries: 1, stopAfterFailures: nil, keepPassing: false,
+                verbose: false)
+            options.sim = true
+            options.maxValueSize = 1024
+            options.jobs = jobs
+            var runner = ScenarioRunner(nodeBinary: nil, checker: checker, output: nil)
+            runner.world = .sim
+            let lines = Locked<[String]>([])
+            let summary = await ExploreRunner(options: options, runner: runner, say: { line in lines.withLockedValue { $0.append(line) } }).run()
+            // A scenario's line without its time; the header and the summary's timings aside.
+            let perScenario = lines.withLockedValue { $0 }.filter { $0.hasPrefix("explore-11-") }.map {
+                $0.replacingOccurrences(of: #"\s[0-9]+\.[0-9]s\s"#, with: " ", options: .regularExpression)
+            }
+            return (perScenario, summary)
+        }
+        let (one, s1) = await explore(jobs: 1)
+        let (three, s3) = await explore(jobs: 3)
+        #expect(one.count == 7)
+        #expect(one == three)
+        #expect(s1.scenarios == 7 && s3.scenarios == 7)
+        #expect(s1.failures.map(\.scenario) == s3.failures.map(\.scenario))
+        #expect(s1.coverage == s3.coverage)
+        #expect(!s1.coverage.isEmpty, "seven scenarios reached no target state: the runs did nothing")
+    }
 }
