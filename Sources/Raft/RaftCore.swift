@@ -436,8 +436,15 @@ public struct RaftCore: Sendable {
     /// The leader says the configuration at `configIndex`, which leaves this node out, is
     /// committed. Not for a node that never held a configuration (new, waiting to be added),
     /// nor for one that holds a newer configuration than the removal (added again since).
+    ///
+    /// Nor for one that follows a leader of a newer term than the notice's: that leader
+    /// replicates to it, so counts it a member (it may have been added again since, further
+    /// on in a log it is still catching up on), and would tell it in its own term otherwise.
+    /// raft-sim --machines found a wiped node, added again under its name, stopped for good by
+    /// its old removal's late notice.
     private mutating func handleRemovedNotice(from: NodeID, configIndex: LogIndex, term noticeTerm: Term) {
         guard configIndex > 0, latestConfigurationIndex <= configIndex, !configs.allSatisfy({ $0.configuration.isEmpty }) else { return }
+        guard noticeTerm >= term || leader == nil else { return }
         if noticeTerm == term && role != .leader { hearFromLeader(from) }
         markRemoved()
     }

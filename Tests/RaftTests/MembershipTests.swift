@@ -234,6 +234,24 @@ struct MembershipTests {
         #expect(cluster["n1"].configuration.isVoter("n1"))
     }
 
+    @Test func staleRemovalNoticeDoesNotStopANodeThatANewerLeaderReplicatesTo() {
+        // Found by raft-sim --machines (seed 2166): n4, removed at index 58 in term 15, was
+        // wiped and added again at index 73 by the leader of term 16. Catching up (its log at
+        // 48), it got the old leader's late notice of the removal and stopped for good: the
+        // notice's configuration was newer than any it held yet. A leader of a newer term that
+        // replicates to it counts it a member; should it not, it tells it in its own term.
+        let conf = Configuration(voters: ["n1", "n2", "n3", "n4"])
+        var core = RaftCore(id: "n4", settings: .test(), seed: 1, state: .bootstrap(conf))
+        core.step(Message(from: "n2", to: "n4", term: 16, body: .heartbeat(commitIndex: 0)))
+        #expect(core.leader == "n2" && core.term == 16)
+        core.step(Message(from: "n3", to: "n4", term: 15, body: .removed(configIndex: 58)))
+        #expect(!core.isRemoved)
+        #expect(!core.takeActions().contains(.observe(.removed)))
+        // The notice of its current leader's term is believed.
+        core.step(Message(from: "n2", to: "n4", term: 16, body: .removed(configIndex: 80)))
+        #expect(core.isRemoved)
+    }
+
     @Test func removedLeaderNeedsMajorityOfNewConfigurationToCommitItsRemoval() throws {
         // The leader is not in the new configuration, so it does not count itself.
         let cluster = TestCluster()
