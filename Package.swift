@@ -33,7 +33,7 @@ let package = Package(
     ],
     targets: [
         .target(name: "Raft", swiftSettings: optimizeSimulation),
-        .target(name: "RaftSimulation", dependencies: ["Raft"], swiftSettings: optimizeSimulation),
+        .target(name: "RaftSimulation", dependencies: ["Raft", "RaftNodeMachine", "RaftNodeWire"], swiftSettings: optimizeSimulation),
         .executableTarget(
             name: "RaftSim",
             dependencies: [

@@ -29,6 +29,9 @@ struct RaftSim: ParsableCommand {
     @Flag(help: "Make every schedule a storm: faults every few heartbeats, short downtimes.")
     var storm = false
 
+    @Flag(help: "Host node machines (the core and everything the node shell decides: client requests and their deadlines, pending writes, snapshot take, serve and restore, status) instead of bare cores, under client load with reads, pauses, large states and slow learners.")
+    var machines = false
+
     @Flag(help: "Print every step of the schedule.")
     var trace = false
 
@@ -47,13 +50,20 @@ struct RaftSim: ParsableCommand {
         var failed = 0
         var steps = 0
         for s in seeds {
-            let sim = Simulation(seed: s, options: .derived(seed: s, mutations: broken, storm: storm ? true : nil))
-            if trace { sim.trace = { print($0) } }
-            let result = sim.run()
+            let result: SimulationResult
+            if machines {
+                let sim = MachineSimulation(seed: s, mutations: broken, storm: storm ? true : nil)
+                if trace { sim.trace = { print($0) } }
+                result = sim.run()
+            } else {
+                let sim = Simulation(seed: s, options: .derived(seed: s, mutations: broken, storm: storm ? true : nil))
+                if trace { sim.trace = { print($0) } }
+                result = sim.run()
+            }
             steps += result.steps
             if !result.passed {
                 failed += 1
-                let flags = mutations.map { " --mutation \($0)" }.joined() + (storm ? " --storm" : "")
+                let flags = mutations.map { " --mutation \($0)" }.joined() + (storm ? " --storm" : "") + (machines ? " --machines" : "")
                 print("\(result)\n  replay: swift run raft-sim --seed \(s)\(flags) --trace")
             } else if verbose || seed != nil {
                 print(result)

@@ -34,6 +34,10 @@ struct Invariants {
     /// Committed index -> (term, payload digest), as first seen committed anywhere.
     private(set) var committed: [LogIndex: EntryFacts] = [:]
     private(set) var maxCommitted: LogIndex = 0
+    /// Term -> the highest index a node of that term knew committed. Leader Completeness
+    /// binds the leaders of later terms only: a leader elected in an older term (its votes
+    /// held back by a pause) may lack what a newer term committed meanwhile.
+    private var highestCommittedIn: [Term: LogIndex] = [:]
     /// Applied index -> state digest.
     private var states: [LogIndex: UInt64] = [:]
     private(set) var violations: [Violation] = []
@@ -66,14 +70,15 @@ struct Invariants {
             fail(.electionSafety, time, "\(other) and \(id) both led term \(term)")
         }
         leaders[term] = id
-        // Leader completeness: every committed entry is in the new leader's log.
-        guard maxCommitted > 0 else { return }
-        if log.lastIndex < maxCommitted {
-            fail(.leaderCompleteness, time, "\(id) leads term \(term) with last index \(log.lastIndex) < committed \(maxCommitted)")
+        // Leader completeness: every entry committed in an earlier term is in the new leader's log.
+        let bound = highestCommittedIn.lazy.filter { $0.key < term }.map(\.value).max() ?? 0
+        guard bound > 0 else { return }
+        if log.lastIndex < bound {
+            fail(.leaderCompleteness, time, "\(id) leads term \(term) with last index \(log.lastIndex) < \(bound), committed in an earlier term")
             return
         }
         var i = max(log.firstIndex, 1)
-        while i <= maxCommitted {
+        while i <= bound {
             if let c = committed[i], let e = log.entry(at: i), e.term != c.term || Self.digest(e) != c.digest {
                 fail(.leaderCompleteness, time, "\(id) leads term \(term) with entry \(i)@\(e.term), committed was \(i)@\(c.term)")
                 return
@@ -100,7 +105,7 @@ struct Invariants {
     }
 
     /// A node's commit index moved to `commitIndex`; its log holds the entries.
-    mutating func committed(upTo commitIndex: LogIndex, from: LogIndex, log: RaftLog, by id: NodeID, time: Int) {
+    mutating func committed(upTo commitIndex: LogIndex, from: LogIndex, log: RaftLog, by id: NodeID, inTerm term: Term, time: Int) {
         var i = max(from + 1, log.firstIndex)
         while i <= commitIndex {
             guard let e = log.entry(at: i) else { break }
@@ -115,6 +120,7 @@ struct Invariants {
             i += 1
         }
         maxCommitted = max(maxCommitted, commitIndex)
+        highestCommittedIn[term] = max(highestCommittedIn[term] ?? 0, commitIndex)
     }
 
     /// A node's state machine has applied through `index` with state digest `digest`.

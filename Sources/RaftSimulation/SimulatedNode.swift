@@ -105,6 +105,42 @@ struct Disk {
     }
 }
 
+extension Disk {
+    /// Carries out one of the core's storage actions as a node's storage does, checking the
+    /// shell contract (and log matching, as entries become durable) on the way.
+    mutating func persist(_ action: Action, by id: NodeID, time: Int, invariants: inout Invariants) {
+        switch action {
+        case .saveHardState(let hs):
+            hardState = hs
+        case .appendLog(let entries):
+            guard let first = entries.first else { return }
+            if first.index <= log.lastIndex {
+                guard first.index > log.prevIndex else {
+                    invariants.fail(.shell, time, "\(id) appends \(first.index) at or before its compaction point \(log.prevIndex)")
+                    return
+                }
+                log.truncate(from: first.index)
+            }
+            guard first.index == log.lastIndex + 1, let prevTerm = log.term(at: first.index - 1) else {
+                invariants.fail(.shell, time, "\(id) appends \(first.index) after \(log.lastIndex)")
+                return
+            }
+            log.append(entries)
+            invariants.appended(entries, prevTerm: prevTerm, by: id, time: time)
+        case .truncateLog(let from):
+            if from > log.prevIndex { log.truncate(from: from) }
+        case let .compactLog(through, term):
+            guard let latest = latest, latest.index >= through else {
+                invariants.fail(.shell, time, "\(id) compacts through \(through) beyond its durable snapshot \(latest?.index ?? 0)")
+                return
+            }
+            log.compact(through: through, term: term)
+        default:
+            break
+        }
+    }
+}
+
 /// One simulated member: its disk, and while it runs, its core and state machine.
 struct SimulatedNode {
     let id: NodeID

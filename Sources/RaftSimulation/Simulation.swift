@@ -16,12 +16,16 @@ public struct SimulationResult: Sendable, CustomStringConvertible {
     public var writesAcknowledged = 0
     public var finalCommitIndex: LogIndex = 0
     public var finalMembers: [NodeID] = []
+    /// Hosting node machines: client requests answered, and reads checked against the log.
+    public var clientAnswers = 0
+    public var readsChecked = 0
 
     public var passed: Bool { violations.isEmpty }
 
     public var description: String {
         let verdict = passed ? "ok" : "FAILED"
         var s = "seed \(seed): \(verdict) nodes=\(nodeCount) steps=\(steps) elections=\(elections) snapshots=\(snapshotsTaken)/\(snapshotsInstalled) configs=\(configChanges) crashes=\(crashes) partitions=\(partitions) acked=\(writesAcknowledged) commit=\(finalCommitIndex) members=\(finalMembers.joined(separator: ","))"
+        if clientAnswers > 0 { s += " answers=\(clientAnswers) reads=\(readsChecked)" }
         for v in violations { s += "\n  \(v)" }
         return s
     }
@@ -349,31 +353,8 @@ public final class Simulation {
     private func perform(_ action: Action, on node: inout SimulatedNode) {
         let id = node.id
         switch action {
-        case .saveHardState(let hs):
-            node.disk.hardState = hs
-        case .appendLog(let entries):
-            guard let first = entries.first else { return }
-            if first.index <= node.disk.log.lastIndex {
-                guard first.index > node.disk.log.prevIndex else {
-                    invariants.fail(.shell, now, "\(id) appends \(first.index) at or before its compaction point \(node.disk.log.prevIndex)")
-                    return
-                }
-                node.disk.log.truncate(from: first.index)
-            }
-            guard first.index == node.disk.log.lastIndex + 1, let prevTerm = node.disk.log.term(at: first.index - 1) else {
-                invariants.fail(.shell, now, "\(id) appends \(first.index) after \(node.disk.log.lastIndex)")
-                return
-            }
-            node.disk.log.append(entries)
-            invariants.appended(entries, prevTerm: prevTerm, by: id, time: now)
-        case .truncateLog(let from):
-            if from > node.disk.log.prevIndex { node.disk.log.truncate(from: from) }
-        case let .compactLog(through, term):
-            guard let latest = node.disk.latest, latest.index >= through else {
-                invariants.fail(.shell, now, "\(id) compacts through \(through) beyond its durable snapshot \(node.disk.latest?.index ?? 0)")
-                return
-            }
-            node.disk.log.compact(through: through, term: term)
+        case .saveHardState, .appendLog, .truncateLog, .compactLog:
+            node.disk.persist(action, by: id, time: now, invariants: &invariants)
         case .send(let m):
             transmit(m)
         case let .sendSnapshotChunk(to, term, meta, offset, length, done):
@@ -450,7 +431,7 @@ public final class Simulation {
         case .role(let role, let leader, _):
             log("\(node.id) is \(role.rawValue) in term \(core.term), leader \(leader ?? "-")")
         case .commit(let index):
-            invariants.committed(upTo: index, from: commitSeen[node.id] ?? 0, log: core.log, by: node.id, time: now)
+            invariants.committed(upTo: index, from: commitSeen[node.id] ?? 0, log: core.log, by: node.id, inTerm: core.term, time: now)
             commitSeen[node.id] = index
         case let .config(index, c, committed):
             if committed && index > 0 && core.role == .leader { result.configChanges += 1 }

@@ -8,7 +8,7 @@ import Testing
 /// Each worker is a thread of its own, not a task: a minute of CPU-bound work on the
 /// cooperative pool (as many threads as cores) would starve the async tests that run beside
 /// it, whose safety-net timeouts would then expire for nothing.
-func runSchedules(_ seeds: [UInt64], mutations: Set<Settings.Mutation> = [], storm: Bool? = nil) async -> [SimulationResult] {
+func runSchedules(_ seeds: [UInt64], mutations: Set<Settings.Mutation> = [], storm: Bool? = nil, machines: Bool = false) async -> [SimulationResult] {
     let workers = max(1, ProcessInfo.processInfo.activeProcessorCount)
     return await withTaskGroup(of: [SimulationResult].self) { group in
         for w in 0..<workers {
@@ -16,7 +16,11 @@ func runSchedules(_ seeds: [UInt64], mutations: Set<Settings.Mutation> = [], sto
             group.addTask {
                 await withCheckedContinuation { continuation in
                     Thread.detachNewThread {
-                        continuation.resume(returning: mine.map { Simulation(seed: $0, options: .derived(seed: $0, mutations: mutations, storm: storm)).run() })
+                        continuation.resume(returning: mine.map {
+                            machines
+                                ? MachineSimulation(seed: $0, mutations: mutations, storm: storm).run()
+                                : Simulation(seed: $0, options: .derived(seed: $0, mutations: mutations, storm: storm)).run()
+                        })
                     }
                 }
             }
@@ -73,6 +77,44 @@ struct SimulationSuiteTests {
         #expect(Set(results.map(\.nodeCount)) == [3, 5, 7])
     }
 
+    /// How many schedules of node machines `make test` runs (RAFT_SIM_MACHINE_SEEDS).
+    static let machineSeedCount = UInt64(ProcessInfo.processInfo.environment["RAFT_SIM_MACHINE_SEEDS"] ?? "") ?? 300
+
+    @Test("Node machines (core and shell) hold every check in 300 seeded schedules: answers, reads, snapshots, convergence")
+    func machineSchedulesHoldEveryCheck() async {
+        let seeds = Array(Self.firstSeed..<(Self.firstSeed + Self.machineSeedCount))
+        let started = ContinuousClock.now
+        let results = await runSchedules(seeds, machines: true)
+        let failed = results.filter { !$0.passed }
+        for r in failed {
+            Issue.record("\(r)\n  replay: swift run raft-sim --seed \(r.seed) --machines --trace")
+        }
+        let answers = results.reduce(0) { $0 + $1.clientAnswers }
+        let reads = results.reduce(0) { $0 + $1.readsChecked }
+        let installed = results.reduce(0) { $0 + $1.snapshotsInstalled }
+        let configs = results.reduce(0) { $0 + $1.configChanges }
+        print("""
+            simulation of node machines: \(results.count) schedules, \(results.count - failed.count) held every check, \(failed.count) failed, \
+            in \(started.duration(to: .now)); \(answers) client answers, \(reads) reads checked against the log, \(installed) snapshots \
+            installed, \(configs) configuration changes committed
+            """)
+        #expect(failed.isEmpty)
+        // Every schedule of a passing run did what it is for (a pass over nothing would show).
+        let n = max(1, results.count)
+        #expect(answers / n >= 300, "client answers per schedule")
+        #expect(reads / n >= 30, "reads checked per schedule")
+        #expect(installed / n >= 3, "snapshot installs per schedule")
+        #expect(configs / n >= 4, "configuration changes per schedule")
+    }
+
+    @Test("A seed of node machines replays exactly")
+    func machineSeedReplaysExactly() {
+        let a = MachineSimulation(seed: 4242).run()
+        let b = MachineSimulation(seed: 4242).run()
+        #expect(a.description == b.description)
+        #expect(a.steps == b.steps && a.finalCommitIndex > 0 && a.clientAnswers > 0)
+    }
+
     @Test("A seed replays exactly")
     func seedReplaysExactly() {
         let a = Simulation(seed: 4242).run()
@@ -87,11 +129,15 @@ struct SimulationSuiteTests {
     /// one with a fixed hashing seed and one with a random one, must print the same thing.
     @Test("A seed replays exactly in another process (hashing seeded differently)")
     func seedReplaysAcrossProcesses() throws {
+        for machines in [false, true] { try replaysAcrossProcesses(machines: machines) }
+    }
+
+    func replaysAcrossProcesses(machines: Bool) throws {
         let sim = try #require(Self.raftSimPath(), "raft-sim is not built: swift build --build-tests builds it")
         func run(deterministicHashing: Bool) throws -> String {
             let p = Process()
             p.executableURL = URL(fileURLWithPath: sim)
-            p.arguments = ["--from", "1", "--count", "60", "--verbose"]
+            p.arguments = ["--from", "1", "--count", "60", "--verbose"] + (machines ? ["--machines"] : [])
             var env = ProcessInfo.processInfo.environment
             env["SWIFT_DETERMINISTIC_HASHING"] = deterministicHashing ? "1" : nil
             p.environment = env
