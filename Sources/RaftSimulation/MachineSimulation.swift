@@ -52,7 +52,7 @@ public final class MachineSimulation {
     private var nodes: [NodeID: HostedNode] = [:]
     private var invariants = Invariants()
     private var result: SimulationResult
-    private var group: [NodeID: Int] = [:]
+    private var network = SimulatedNetwork()
     private var nextNodeNumber: Int
     private var faultsOn = true
     private var clientOn = true
@@ -259,7 +259,7 @@ public final class MachineSimulation {
             guard let node = nodes[id], node.machine == nil, !node.exited else { return }
             start(id)
         case .heal:
-            group.removeAll()
+            network.heal()
         case .fault:
             guard faultsOn else { return }
             injectFault()
@@ -275,7 +275,7 @@ public final class MachineSimulation {
             queue.push(.client, at: now + options.clientInterval)
         case .endFaults:
             faultsOn = false
-            group.removeAll()
+            network.heal()
             for id in nodes.keys.sorted() where nodes[id]!.machine == nil && !nodes[id]!.exited { start(id) }
             queue.push(.endClient, at: now + options.loadWindow)
         case .endClient:
@@ -601,17 +601,8 @@ public final class MachineSimulation {
     // MARK: Network
 
     private func transmit(_ m: Message) {
-        guard (group[m.from] ?? 0) == (group[m.to] ?? 0) else { return }
-        guard !rng.chance(options.dropRate) else { return }
         let slow = (nodes[m.from]?.slowness ?? 0) + (nodes[m.to]?.slowness ?? 0)
-        if rng.chance(options.longDelayRate) {
-            queue.push(.deliver(m), at: now + slow + Int.random(in: options.longDelay, using: &rng))
-            return
-        }
-        queue.push(.deliver(m), at: now + slow + 1 + Int(rng.next() % UInt64(max(1, options.maxDelay))))
-        if rng.chance(options.duplicateRate) {
-            queue.push(.deliver(m), at: now + slow + 1 + Int(rng.next() % UInt64(max(1, options.maxDelay * 3))))
-        }
+        for at in network.arrivals(from: m.from, to: m.to, now: now, extra: slow, options: options, rng: &rng) { queue.push(.deliver(m), at: at) }
     }
 
     // MARK: Faults
@@ -633,15 +624,13 @@ public final class MachineSimulation {
             crash(leader)
             queue.push(.restart(leader), at: now + Int.random(in: options.downtime, using: &rng))
         case 30..<45 where options.partitions:
-            group.removeAll()
-            for id in nodes.keys.sorted() where !nodes[id]!.exited && rng.chance(0.4) { group[id] = 1 }
+            let far = network.partition(nodes.keys.sorted().filter { !nodes[$0]!.exited }, rng: &rng)
             result.partitions += 1
-            log("partition \(group.keys.sorted())")
+            log("partition \(far)")
             queue.push(.heal, at: now + Int.random(in: 100...2500, using: &rng))
         case 45..<52 where options.partitions:
             guard let leader = currentLeader else { return }
-            group.removeAll()
-            group[leader] = 2
+            network.isolate(leader)
             result.partitions += 1
             log("isolate \(leader)")
             queue.push(.heal, at: now + Int.random(in: 200...2500, using: &rng))

@@ -45,8 +45,7 @@ public final class Simulation {
     private var nodes: [NodeID: SimulatedNode] = [:]
     private var invariants = Invariants()
     private var result: SimulationResult
-    /// Partition groups: a message crosses only between nodes of the same group.
-    private var group: [NodeID: Int] = [:]
+    private var network = SimulatedNetwork()
     private var nextNodeNumber: Int
     private var clientSeq = 0
     private var pending: [PendingKey: PendingWrite] = [:]
@@ -221,7 +220,7 @@ public final class Simulation {
             guard let node = nodes[id], node.core == nil, !node.exited else { return }
             start(id)
         case .heal:
-            group.removeAll()
+            network.heal()
         case .fault:
             guard faultsOn else { return }
             injectFault()
@@ -236,7 +235,7 @@ public final class Simulation {
             queue.push(.client, at: now + options.clientInterval)
         case .endFaults:
             faultsOn = false
-            group.removeAll()
+            network.heal()
             for id in nodes.keys.sorted() where nodes[id]!.core == nil && !nodes[id]!.exited {
                 start(id)
             }
@@ -451,16 +450,7 @@ public final class Simulation {
     // MARK: Network
 
     private func transmit(_ m: Message) {
-        guard (group[m.from] ?? 0) == (group[m.to] ?? 0) else { return }
-        guard !rng.chance(options.dropRate) else { return }
-        if rng.chance(options.longDelayRate) {
-            queue.push(.deliver(m), at: now + Int.random(in: options.longDelay, using: &rng))
-            return
-        }
-        queue.push(.deliver(m), at: now + 1 + Int(rng.next() % UInt64(max(1, options.maxDelay))))
-        if rng.chance(options.duplicateRate) {
-            queue.push(.deliver(m), at: now + 1 + Int(rng.next() % UInt64(max(1, options.maxDelay * 3))))
-        }
+        for at in network.arrivals(from: m.from, to: m.to, now: now, options: options, rng: &rng) { queue.push(.deliver(m), at: at) }
     }
 
     // MARK: Faults and load
@@ -485,15 +475,13 @@ public final class Simulation {
             queue.push(.restart(leader), at: now + Int.random(in: options.downtime, using: &rng))
         case 35..<55 where options.partitions:
             let all = nodes.keys.sorted().filter { !nodes[$0]!.exited }
-            group.removeAll()
-            for id in all where rng.chance(0.4) { group[id] = 1 }
+            let far = network.partition(all, rng: &rng)
             result.partitions += 1
-            log("partition \(group.keys.sorted())")
+            log("partition \(far)")
             queue.push(.heal, at: now + Int.random(in: 100...2500, using: &rng))
         case 55..<62 where options.partitions:
             guard let leader = currentLeader else { return }
-            group.removeAll()
-            group[leader] = 2
+            network.isolate(leader)
             result.partitions += 1
             log("isolate \(leader)")
             queue.push(.heal, at: now + Int.random(in: 200...2500, using: &rng))
