@@ -14,6 +14,7 @@ import CZlib
 import Dispatch
 import Foundation
 import RaftNodeKit
+import RaftNodeWire
 import RaftStorage
 
 #if canImport(Glibc)
@@ -48,7 +49,7 @@ final class LineSocket: @unchecked Sendable {
     func readLine() throws -> [UInt8] { try connection.readLineBytes() }
 
     /// Sends a request and waits for its answer (one in flight).
-    func call(_ line: String) throws -> [String: Any] {
+    func call(_ line: String) throws -> JSONValue {
         try send(line + "\n")
         return try parseAnswer(readLine())
     }
@@ -59,14 +60,15 @@ struct BenchError: Error, CustomStringConvertible {
     init(_ d: String) { description = d }
 }
 
-func parseAnswer(_ line: [UInt8]) throws -> [String: Any] {
-    guard let o = try JSONSerialization.jsonObject(with: Data(line)) as? [String: Any] else {
+/// An answer line read by the wire module's parser (the harness's and the checker's).
+func parseAnswer(_ line: [UInt8]) throws -> JSONValue {
+    guard let o = line.withUnsafeBytes({ JSONValue.parse($0) }), case .object = o else {
         throw BenchError("not a JSON object: \(String(decoding: line.prefix(200), as: UTF8.self))")
     }
     return o
 }
 
-func int(_ v: Any?) -> Int { (v as? NSNumber)?.intValue ?? -1 }
+func int(_ v: JSONValue?) -> Int { v?.intValue.map { Int($0) } ?? -1 }
 
 // MARK: Processes
 
@@ -126,16 +128,16 @@ final class NodeProcess {
     }
 }
 
-func status(_ s: LineSocket) throws -> [String: Any] { try s.call(#"{"id":0,"op":"status"}"#) }
+func status(_ s: LineSocket) throws -> JSONValue { try s.call(#"{"id":0,"op":"status"}"#) }
 
 /// Waits for a leader all members agree on; returns its index in `nodes`.
 func waitForLeader(_ sockets: [LineSocket], names: [String], timeout: Double = 20) throws -> Int {
     let deadline = Date().addingTimeInterval(timeout)
     while Date() < deadline {
         let st = try sockets.map(status)
-        let leaders = Set(st.compactMap { $0["leader"] as? String })
-        if leaders.count == 1, let l = leaders.first, st.allSatisfy({ $0["leader"] is String }),
-            let i = names.firstIndex(of: l), st[i]["role"] as? String == "leader"
+        let leaders = Set(st.compactMap { $0["leader"]?.stringValue })
+        if leaders.count == 1, let l = leaders.first, st.allSatisfy({ $0["leader"]?.stringValue != nil }),
+            let i = names.firstIndex(of: l), st[i]["role"]?.stringValue == "leader"
         {
             return i
         }
@@ -185,7 +187,7 @@ func benchWrites(socket: String, clients: Int, seconds: Double) throws -> (rate:
                     let t0 = DispatchTime.now().uptimeNanoseconds
                     if t0 >= end { break }
                     let a = try s.call(#"{"id":\#(i),"op":"put","key":"w\#(c)-\#(i % 1000)","value":"\#(value)"}"#)
-                    guard a["ok"] as? Bool == true else { throw BenchError("put answered \(a)") }
+                    guard a["ok"]?.boolValue == true else { throw BenchError("put answered \(a)") }
                     lat.append(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e6)
                     i += 1
                 }
@@ -271,7 +273,7 @@ func load(socket: String, count: Int, valueBytes: Int, window: Int) throws -> (b
     sender.start()
     for _ in 0..<count {
         let a = try parseAnswer(writer.readLine())
-        guard a["ok"] as? Bool == true else { throw BenchError("load: put answered \(a)") }
+        guard a["ok"]?.boolValue == true else { throw BenchError("load: put answered \(a)") }
         slots.signal()
     }
     if let e = failed.errors.first { throw BenchError("load: \(e)") }
@@ -330,7 +332,7 @@ func eventMs(_ dataDir: String, _ event: String) -> Int? {
     guard let text = try? String(contentsOfFile: dataDir + "/events.jsonl", encoding: .utf8) else { return nil }
     var found: Int?
     for line in text.split(separator: "\n") where line.contains("\"\(event)\"") {
-        if let o = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any], o["event"] as? String == event || o["type"] as? String == event {
+        if let o = JSONValue.parse(String(line)), o["event"]?.stringValue == event || o["type"]?.stringValue == event {
             found = int(o["ms"])
         }
     }
@@ -389,7 +391,7 @@ func nodeBench(_ o: NodeBenchOptions) throws {
         for s in sockets { try s.send(#"{"id":1,"op":"snapshot"}"# + "\n") }  // all three at once
         for s in sockets {
             let a = try parseAnswer(s.readLine())
-            guard a["ok"] as? Bool == true else { throw BenchError("snapshot answered \(a)") }
+            guard a["ok"]?.boolValue == true else { throw BenchError("snapshot answered \(a)") }
         }
     }
     // The leader may have changed under the load (see README): ask again, and follow a
@@ -405,7 +407,7 @@ func nodeBench(_ o: NodeBenchOptions) throws {
             tries += 1
             guard tries <= 20 else { throw BenchError("\(names[i])'s snapshot does not reach index \(committed)") }
             let a = try s.call(#"{"id":2,"op":"snapshot"}"#)
-            guard a["ok"] as? Bool == true else { throw BenchError("snapshot on \(names[i]) answered \(a)") }
+            guard a["ok"]?.boolValue == true else { throw BenchError("snapshot on \(names[i]) answered \(a)") }
             if int(a["index"]) < committed { usleep(50_000) }
         }
         if tries > 0 { print("  (\(names[i])'s snapshot did not cover the commit index \(committed); asked again \(tries)x)") }
@@ -422,29 +424,29 @@ func nodeBench(_ o: NodeBenchOptions) throws {
     let n4Socket = try n4.waitUp()
     let rssStartKiB = n4.procStatusKiB("VmRSS")
     let t0 = DispatchTime.now().uptimeNanoseconds
-    var addAnswer: [String: Any] = [:]
+    var addAnswer: JSONValue = .object([])
     for _ in 0..<5 {
         addAnswer = try sockets[leader].call(#"{"id":7,"op":"add","node":"n4","address":"\#(n4.peer)"}"#)
-        if addAnswer["ok"] as? Bool == true { break }
-        guard addAnswer["error"] as? String == "not-leader" else { throw BenchError("add answered \(addAnswer)") }
+        if addAnswer["ok"]?.boolValue == true { break }
+        guard addAnswer["error"]?.stringValue == "not-leader" else { throw BenchError("add answered \(addAnswer)") }
         print("  (add answered not-leader by \(names[leader]); retrying)")
-        if let l = addAnswer["leader"] as? String, let i = names.firstIndex(of: l) {
+        if let l = addAnswer["leader"]?.stringValue, let i = names.firstIndex(of: l) {
             leader = i
         } else {
             leader = try waitForLeader(sockets, names: names)
         }
     }
     let addSeconds = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
-    guard addAnswer["ok"] as? Bool == true else { throw BenchError("add answered \(addAnswer)") }
+    guard addAnswer["ok"]?.boolValue == true else { throw BenchError("add answered \(addAnswer)") }
     let leaderNode = nodes[leader]
     let target = try status(sockets[leader])
     let commit = int(target["commitIndex"])
     var caughtUp = 0.0
     while true {
         let s = try status(n4Socket)
-        if int(s["appliedIndex"]) >= commit, let d = s["digest"] as? String {
+        if int(s["appliedIndex"]) >= commit, let d = s["digest"]?.stringValue {
             let l = try status(sockets[leader])
-            guard d == l["digest"] as? String else { throw BenchError("n4 digest \(d) differs from the leader's \(l["digest"] ?? "")") }
+            guard d == l["digest"]?.stringValue else { throw BenchError("n4 digest \(d) differs from the leader's \(l["digest"]?.stringValue ?? "")") }
             caughtUp = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
             break
         }

@@ -1,5 +1,6 @@
 import Foundation
 import RaftNodeKit
+import RaftNodeWire
 import Testing
 
 // A small harness for tests that run real `raft-node` processes: start, stop (SIGTERM),
@@ -50,37 +51,39 @@ func waitUntil(_ what: String, timeout: Double = defaultTimeout, poll: Double = 
 
 // MARK: JSON
 
-/// A JSON object read back: an answer from the client socket or a line of events.jsonl.
+/// A JSON object read back: an answer from the client socket or a line of events.jsonl,
+/// read by the wire module's parser (the one the harness, the checker and the node use).
 struct JSONObject: CustomStringConvertible {
-    let fields: [String: Any]
+    let value: JSONValue
     let line: String
 
     init?(line: String) {
-        guard let data = line.data(using: .utf8),
-            let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any]
-        else { return nil }
-        fields = object
+        guard let value = JSONValue.parse(line), case .object = value else { return nil }
+        self.value = value
         self.line = line
     }
 
-    subscript(_ key: String) -> Any? { fields[key] }
-    func string(_ key: String) -> String? { fields[key] as? String }
-    func int(_ key: String) -> Int? { (fields[key] as? NSNumber)?.intValue }
-    func bool(_ key: String) -> Bool? { fields[key] as? Bool }
-    func strings(_ key: String) -> [String]? { fields[key] as? [String] }
-    func isNull(_ key: String) -> Bool { fields[key] is NSNull }
+    subscript(_ key: String) -> JSONValue? { value[key] }
+    func string(_ key: String) -> String? { value[key]?.stringValue }
+    func int(_ key: String) -> Int? { value[key]?.intValue.map { Int($0) } }
+    func bool(_ key: String) -> Bool? { value[key]?.boolValue }
+    func strings(_ key: String) -> [String]? {
+        guard case let .array(xs)? = value[key] else { return nil }
+        let out = xs.compactMap { (x: JSONValue) in x.stringValue }
+        return out.count == xs.count ? out : nil
+    }
+    func isNull(_ key: String) -> Bool { value[key] == .null }
     var ok: Bool { bool("ok") == true }
     var error: String? { string("error") }
     /// events.jsonl: the event's name.
     var event: String? { string("event") }
+    /// events.jsonl: the line as the typed event of SPEC section 4 (nil for anything else).
+    var nodeEvent: NodeEventLine? { NodeEventLine(value) }
     var description: String { line }
 }
 
 /// A JSON string literal.
-func jsonQuote(_ s: String) -> String {
-    let data = try! JSONSerialization.data(withJSONObject: s, options: [.fragmentsAllowed])
-    return String(decoding: data, as: UTF8.self)
-}
+func jsonQuote(_ s: String) -> String { JSONValue.quote(s) }
 
 // MARK: Sockets
 

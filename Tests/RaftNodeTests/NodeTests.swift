@@ -476,12 +476,13 @@ struct RaftNodeProcessTests {
         // The leader's view of each peer (SPEC section 5).
         let now = try cluster.waitForLeader()
         let status = try #require(cluster[now].status())
-        let peers = try #require(status.fields["peers"] as? [String: Any], "\(status)")
-        #expect(Set(peers.keys) == Set(Self.three.filter { $0 != now }))
-        for (name, view) in peers {
-            let v = try #require(view as? [String: Any])
-            #expect(["probe", "replicate", "snapshot"].contains(v["state"] as? String ?? ""), "\(name): \(v)")
-            #expect((v["match"] as? NSNumber)?.intValue ?? -1 >= 0 && (v["next"] as? NSNumber) != nil && (v["lastHeardMs"] as? NSNumber) != nil, "\(name): \(v)")
+        let report = try #require(StatusReport(status.value), "\(status)")
+        let peers = try #require(report.peers, "\(status)")
+        #expect(Set(peers.map(\.0)) == Set(Self.three.filter { $0 != now }))
+        for (name, v) in peers {
+            #expect(["probe", "replicate", "snapshot"].contains(v.state), "\(name): \(status)")
+            let raw = status["peers"]?[name]
+            #expect(raw?["match"]?.intValue != nil && raw?["next"]?.intValue != nil && raw?["lastHeardMs"]?.intValue != nil, "\(name): \(status)")
         }
     }
 
