@@ -95,6 +95,7 @@ explore-proof-sim: build
 # Seeded simulation schedules beyond the test suite: make soak SEEDS=100000 SOAK_FROM=5000
 soak:
 	$(SWIFT) run -c release raft-sim --from $(SOAK_FROM) --count $(SEEDS)
+	$(SWIFT) run -c release raft-sim --machines --from $(SOAK_FROM) --count $(SEEDS)
 
 # Storage figures, then the node's (a 3-node cluster of the release raft-node, found beside raft-bench).
 bench:
