@@ -240,10 +240,10 @@ public struct ExploreRunner: Sendable {
         var failure = ExploreSummary.Failure(scenario: g.name, kind: kind, directory: dir)
         if options.shrinkBudgetMs > 0 {
             let t1 = ContinuousClock.now
-            let (minimal, steps) = await shrink(g, kind: kind, directory: dir)
+            let (minimal, steps, shrunkKind) = await shrink(g, kind: kind, directory: dir)
             failure.minimal = minimal
             failure.minimalSteps = steps
-            if let confirm { failure.confirmed = await self.confirm(minimal, with: confirm, kind: kind) }
+            if let confirm { failure.confirmed = await self.confirm(minimal, with: confirm, kind: shrunkKind) }
             summary.shrinkMs += t1.duration(to: .now).milliseconds
         }
         summary.failures.append(failure)
@@ -295,17 +295,18 @@ public struct ExploreRunner: Sendable {
         return verdict
     }
 
-    /// Shrinks a failure; writes `minimal.scenario` in its run directory. Answers its path
-    /// and its steps before the liveness phase.
-    func shrink(_ g: ExploreScenario, kind: String, directory: String) async -> (String, Int) {
+    /// Shrinks a failure; writes `minimal.scenario` in its run directory. Answers its path,
+    /// its steps before the liveness phase and the kind it fails with.
+    func shrink(_ g: ExploreScenario, kind: String, directory: String) async -> (String, Int, String) {
         let shrinkDir = directory + "/shrink"
         try? FileManager.default.removeItem(atPath: shrinkDir)
         try? FileManager.default.createDirectory(atPath: shrinkDir, withIntermediateDirectories: true)
         let expect = g.liveness.contains { if case .expectInstalled = $0 { return true } else { return false } }
         let say = self.say
-        let shrinker = ExploreShrinker(
+        var shrinker = ExploreShrinker(
             header: [], kind: kind, expectSnapshots: expect, tries: options.sim ? 1 : options.shrinkTries, budgetMs: options.shrinkBudgetMs,
             progress: { say("    shrink " + $0) })
+        shrinker.keepsAnyStepFailure = options.sim
         let runner = self.runner
         let keep = options.keepPassing
         let sim = options.sim
@@ -330,7 +331,8 @@ public struct ExploreRunner: Sendable {
         }
         let steps = ExploreShrinker.count(result.body)
         let header = [
-            "# minimal scenario of \(g.name) (explore seed \(g.seed), scenario \(g.index), profile \(g.profile)): fails \(kind)",
+            "# minimal scenario of \(g.name) (explore seed \(g.seed), scenario \(g.index), profile \(g.profile)): fails \(result.kind)"
+                + (result.kind == kind ? "" : " (found failing \(kind))"),
             "# shrunk from \(ExploreShrinker.count(g.body)) to \(steps) steps before the liveness phase: \(result.variantsRun) variants run"
                 + " (\(result.runs) runs), \(result.kept) kept, \(result.refused) refused by the validity model without a run",
             (options.sim
@@ -352,7 +354,7 @@ public struct ExploreRunner: Sendable {
         say(
             "  shrunk \(g.name): \(ExploreShrinker.count(g.body)) -> \(steps) steps in \(result.variantsRun) variants (\(result.runs) runs), "
                 + "\(Self.minutes(result.usedMs)) of \(Self.minutes(options.shrinkBudgetMs))\(result.budgetExhausted ? " (budget exhausted)" : "") -> \(path)")
-        return (path, steps)
+        return (path, steps, result.kind)
     }
 
     func printSummary(_ s: ExploreSummary) {

@@ -56,6 +56,9 @@ public struct ShrinkResult: Sendable {
     public var budgetExhausted: Bool
     /// The run directory of that failing try (nil when the original is minimal).
     public var failedRun: String?
+    /// The kind the minimal scenario fails with: the original's, or (with
+    /// `keepsAnyStepFailure`) the step or check it came to fail with as it shrank.
+    public var kind: String
 }
 
 /// Delta debugging over a scenario body, with an injectable runner: `attempt` runs one try
@@ -65,6 +68,12 @@ public struct ExploreShrinker: Sendable {
 
     public var header: [String]
     public var kind: String
+    /// A failed step counts for any failed step (or broken check), not only for one of the
+    /// same verb: the simulator's choice (deterministic, and its minimal scenario is then run
+    /// against processes). The planted stuck peer connection failed first at `await
+    /// snapshotting` behind a partition; it needs only a stopped follower, writes and its
+    /// start, which fail at `await converged`. A broken check keeps that check, always.
+    public var keepsAnyStepFailure = false
     public var expectSnapshots: Bool
     public var tries: Int
     public var budgetMs: Int
@@ -110,7 +119,7 @@ public struct ExploreShrinker: Sendable {
         var best = body
         var result = ShrinkResult(
             body: body, liveness: validate(body) ?? [], variantsRun: 0, runs: 0, refused: 0, kept: 0, failedOnTry: 1, failedSeed: seed,
-            usedMs: 0, budgetExhausted: false, failedRun: nil)
+            usedMs: 0, budgetExhausted: false, failedRun: nil, kind: kind)
         var seen: Set<String> = [text(body, result.liveness)]
 
         /// Runs a variant; true when it fails as the original did.
@@ -134,13 +143,14 @@ public struct ExploreShrinker: Sendable {
                 }
                 result.runs += 1
                 let answer = await attempt(t, n, i)
-                if answer.kinds.contains(kind) {
+                if let kept = Self.keptKind(result.kind, answer.kinds, anyStep: keepsAnyStepFailure) {
+                    result.kind = kept
                     result.kept += 1
                     result.failedOnTry = i
                     result.failedSeed = answer.seed
                     result.failedRun = answer.run
                     result.liveness = liveness
-                    progress?("variant \(n): \(Self.count(candidate)) steps, fails (\(kind)) on try \(i): kept")
+                    progress?("variant \(n): \(Self.count(candidate)) steps, fails (\(kept)) on try \(i): kept")
                     return true
                 }
             }
@@ -206,6 +216,14 @@ public struct ExploreShrinker: Sendable {
         if result.liveness.isEmpty { result.liveness = validate(best) ?? [] }
         result.usedMs = elapsedMs()
         return result
+    }
+
+    /// The kind a variant that failed with `kinds` is kept for, shrinking a failure of `kind`;
+    /// nil when it does not count.
+    static func keptKind(_ kind: String, _ kinds: [String], anyStep: Bool) -> String? {
+        if kinds.contains(kind) { return kind }
+        guard anyStep, kind.hasPrefix("step:") else { return nil }
+        return ExploreFailure.primary(kinds)
     }
 
     /// Steps before the liveness phase, as a file counts them.

@@ -72,6 +72,30 @@ struct ExploreShrinkerTests {
         #expect(result.runs == 3 * result.variantsRun)
     }
 
+    @Test("In the simulator a failed step keeps any failed step or check, and the minimal scenario says which; a check keeps only itself")
+    func anyStepFailureInTheSimulator() async {
+        // The fake bug fails `await snapshotting` behind a partition, `await converged` without one.
+        @Sendable func answer(_ text: String) -> [String] {
+            guard Self.buggy(text) else { return [] }
+            return text.contains("isolate") ? ["step:await snapshotting"] : ["step:await converged"]
+        }
+        var sim = ExploreShrinker(header: [], kind: "step:await snapshotting", expectSnapshots: false, tries: 1, budgetMs: 1_000_000)
+        sim.keepsAnyStepFailure = true
+        let r = await sim.shrink(body, seed: 3) { text, _, _ in (answer(text), 3, nil) }
+        #expect(r.kind == "step:await converged")
+        #expect(ExploreShrinker.count(r.body) <= 4, "\(r.body)")
+        // Against processes (by default) the verb must stay: the partition is kept.
+        let processes = ExploreShrinker(header: [], kind: "step:await snapshotting", expectSnapshots: false, tries: 1, budgetMs: 1_000_000)
+        let p = await processes.shrink(body, seed: 3) { text, _, _ in (answer(text), 3, nil) }
+        #expect(p.kind == "step:await snapshotting")
+        #expect(p.body.contains { if case .isolate = $0 { true } else { false } })
+        // A broken check is never traded for a failed step.
+        var check = ExploreShrinker(header: [], kind: "check:log-matching", expectSnapshots: false, tries: 1, budgetMs: 1_000_000)
+        check.keepsAnyStepFailure = true
+        let c = await check.shrink(body, seed: 3) { text, _, _ in (Self.buggy(text) ? ["step:await converged"] : [], 3, nil) }
+        #expect(c.body == body && c.kind == "check:log-matching")
+    }
+
     @Test("Another kind of failure does not count; the budget ends the shrink")
     func kindAndBudget() async {
         let log = ShrinkLog()
