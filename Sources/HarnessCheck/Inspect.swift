@@ -111,7 +111,9 @@ public enum Inspector {
         var json: JSONValue {
             switch self {
             case let .meta(hs):
-                return .object([("kind", .string("meta")), ("term", int(hs.term)), ("votedFor", hs.votedFor.map { .string($0) } ?? .null)])
+                return .object(
+                    [("kind", .string("meta")), ("term", int(hs.term)), ("votedFor", hs.votedFor.map { .string($0) } ?? .null)]
+                        + (hs.joining ? [("joining", .bool(true))] : []))
             case let .snapshot(h, digest, stateError):
                 var o: [(String, JSONValue)] = [
                     ("kind", .string("snapshot")), ("index", int(h.index)), ("term", int(h.term)),
@@ -145,7 +147,7 @@ public enum Inspector {
         var text: String {
             switch self {
             case let .meta(hs):
-                return "meta: term \(hs.term), voted for \(hs.votedFor ?? "nobody")"
+                return "meta: term \(hs.term), voted for \(hs.votedFor ?? "nobody")" + (hs.joining ? ", joining (no vote until caught up)" : "")
             case let .snapshot(h, digest, stateError):
                 return "snapshot: index \(h.index), term \(h.term), \(h.configuration), \(h.fileSize) bytes (state \(h.stateSize)), digest "
                     + (digest ?? "unknown" + (stateError.map { " (\($0))" } ?? ""))

@@ -54,6 +54,16 @@ public struct RaftCore: Sendable {
     // Durable state (the shell persists it when told to).
     public private(set) var term: Term
     public private(set) var votedFor: NodeID?
+    /// Started with no configuration (new, or wiped to be added again under its old name)
+    /// and not yet caught up with a leader: no vote, no campaign, whatever configuration it
+    /// holds. A snapshot it installs may be older than its own addition (from a deposed
+    /// leader, or a leader's snapshot from before its removal), naming it a voter under its
+    /// old identity; raft-sim --machines (storm seed 592) found two such wiped members, each
+    /// with a stale snapshot of a configuration of theirs, elect one of them without entries
+    /// the cluster had committed. It has caught up once an AppendEntries of its current
+    /// leader leaves its log at or past the commit index that leader sent: it then holds
+    /// every entry committed when it was sent, a configuration at least as new among them.
+    public private(set) var joining: Bool
     public private(set) var log: RaftLog
     /// The newest durable snapshot.
     public private(set) var snapshot: SnapshotMetadata?
@@ -108,6 +118,7 @@ public struct RaftCore: Sendable {
         self.rng = SeededRandom(seed: seed ^ StableHash.of(id.utf8))
         self.term = state.hardState.term
         self.votedFor = state.hardState.votedFor
+        self.joining = state.hardState.joining
         var log = state.log
         var repair: [Action] = []
         let base: ConfigAt
@@ -135,6 +146,12 @@ public struct RaftCore: Sendable {
         }
         self.role = configuration.isLearner(id) ? .learner : .follower
         self.actions = repair
+        if !joining && configs.allSatisfy({ $0.configuration.isEmpty }) {
+            // Durable before anything else it does: a snapshot it installs next must not
+            // make it a voter after a crash.
+            joining = true
+            actions.append(.saveHardState(hardState))
+        }
         resetElectionTimer()
     }
 
@@ -169,7 +186,7 @@ public struct RaftCore: Sendable {
     public var isReceivingSnapshot: Bool { receiving != nil }
 
     /// The hard state as it must be on disk.
-    public var hardState: HardState { HardState(term: term, votedFor: votedFor) }
+    public var hardState: HardState { HardState(term: term, votedFor: votedFor, joining: joining) }
 
     /// Whether this leader has committed an entry of its own term (so it knows the commit
     /// index of the cluster and may change the configuration).
@@ -217,9 +234,10 @@ public struct RaftCore: Sendable {
         }
     }
 
-    /// Whether this node may start an election: a voter, not removed, not taking in a snapshot.
+    /// Whether this node may start an election: a voter, not removed, not taking in a
+    /// snapshot, not joining.
     private var isPromotable: Bool {
-        configuration.isVoter(id) && !isRemoved && receiving == nil
+        configuration.isVoter(id) && !isRemoved && receiving == nil && !joining
     }
 
     /// A node whose newest configuration leaves it out, not yet told that the change
@@ -483,7 +501,7 @@ public struct RaftCore: Sendable {
         // votes it may have cast before the wipe are forgotten. It votes once a leader has
         // given it a configuration (and with it a log at least as new). The simulator found
         // a removed node, restarted with its old log, elected by such a node's vote.
-        guard canVote && upToDate && !configuration.isEmpty else {
+        guard canVote && upToDate && !configuration.isEmpty && !joining else {
             send(to: m.from, .requestVoteResponse(granted: false, preVote: rv.preVote))
             return
         }
@@ -562,6 +580,11 @@ public struct RaftCore: Sendable {
         if ae.commitIndex > commitIndex {
             let target = min(ae.commitIndex, lastNew)
             if target > commitIndex { commitTo(target) }
+        }
+        if joining && lastNew >= ae.commitIndex {
+            // Caught up with its leader (see `joining`): a member like any other from now on.
+            joining = false
+            persistHardState()
         }
         send(to: from, .appendEntriesResponse(AppendEntriesResponse(success: true, index: lastNew, lastIndex: log.lastIndex)))
     }

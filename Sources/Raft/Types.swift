@@ -71,10 +71,15 @@ public struct Entry: Sendable, Hashable {
 public struct HardState: Sendable, Hashable {
     public var term: Term
     public var votedFor: NodeID?
+    /// The node started with no configuration (new, or wiped to be added again under its
+    /// name) and has not caught up with a leader yet: it neither votes nor campaigns (see
+    /// `RaftCore`). Durable, so that a crash while it catches up does not make it a voter.
+    public var joining: Bool
 
-    public init(term: Term = 0, votedFor: NodeID? = nil) {
+    public init(term: Term = 0, votedFor: NodeID? = nil, joining: Bool = false) {
         self.term = term
         self.votedFor = votedFor
+        self.joining = joining
     }
 }
 

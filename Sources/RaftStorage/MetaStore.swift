@@ -7,11 +7,13 @@ import Raft
 /// never a mix, and never a vote that was sent but forgotten.
 ///
 /// Format: magic `RAFTMETA`, version (u32), term (u64), votedFor (flag, then length-prefixed
-/// UTF-8), CRC-32 of everything before it (u32); integers big-endian.
+/// UTF-8), CRC-32 of everything before it (u32); integers big-endian. Version 2 adds a flags
+/// byte before the CRC (bit 0: joining); it is written only when a flag is set, so the file
+/// of every other state stays version 1, byte for byte.
 public final class MetaStore {
     public static let fileName = "meta"
     static let magic: [UInt8] = Array("RAFTMETA".utf8)
-    static let version: UInt32 = 1
+    static let version: UInt32 = 2
 
     public let path: String
     /// The state as last saved (or loaded).
@@ -37,9 +39,10 @@ public final class MetaStore {
     public static func encode(_ state: HardState) -> [UInt8] {
         var w = ByteWriter()
         for b in magic { w.write(b) }
-        w.write(version)
+        w.write(state.joining ? version : 1)
         w.write(state.term)
         w.writeOptional(state.votedFor)
+        if state.joining { w.write(UInt8(1)) }
         let crc = CRC32.of(w.bytes)
         w.write(crc)
         return w.bytes
@@ -57,9 +60,16 @@ public final class MetaStore {
             if v > version {
                 throw StorageError(.unsupportedVersion, file: file, offset: 8, "meta format version \(v) is newer than this build reads (\(version))")
             }
-            guard v == version else { throw StorageError(.damaged, file: file, offset: 8, "bad meta format version \(v)") }
+            guard v == 1 || v == 2 else { throw StorageError(.damaged, file: file, offset: 8, "bad meta format version \(v)") }
             let term = try r.readUInt64("term")
             let vote = try r.readOptionalString("votedFor")
+            var joining = false
+            if v == 2 {
+                let flagsAt = r.offset
+                let flags = try r.readUInt8("flags")
+                guard flags & ~1 == 0 else { throw StorageError(.damaged, file: file, offset: UInt64(flagsAt), "unknown meta flags \(flags)") }
+                joining = flags & 1 != 0
+            }
             let end = r.offset
             let stored = try r.readUInt32("checksum")
             try r.expectEnd("meta")
@@ -67,7 +77,7 @@ public final class MetaStore {
             guard stored == actual else {
                 throw StorageError(.damaged, file: file, offset: UInt64(end), "checksum mismatch: stored \(hex8(stored)), computed \(hex8(actual))")
             }
-            return HardState(term: term, votedFor: vote)
+            return HardState(term: term, votedFor: vote, joining: joining)
         } catch let e as DecodingError {
             throw StorageError(.damaged, file: file, offset: UInt64(e.offset), e.detail)
         }

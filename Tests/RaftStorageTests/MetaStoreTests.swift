@@ -21,6 +21,24 @@ struct MetaStoreTests {
         #expect(try FileManager.default.contentsOfDirectory(atPath: dir.path) == ["meta"])
     }
 
+    @Test func theJoiningFlagSurvivesReopenAndOtherStatesKeepTheFirstFormat() throws {
+        let dir = TempDir("meta")
+        defer { dir.cleanup() }
+        try MetaStore(directory: dir.path).save(HardState(term: 0, votedFor: nil, joining: true))
+        #expect(try MetaStore(directory: dir.path).hardState == HardState(term: 0, votedFor: nil, joining: true))
+        #expect(Array(try readBytes(dir.join("meta"))[8..<12]) == [0, 0, 0, 2])
+        try MetaStore(directory: dir.path).save(HardState(term: 4, votedFor: "n2"))
+        #expect(try MetaStore(directory: dir.path).hardState == HardState(term: 4, votedFor: "n2", joining: false))
+        // A state without the flag is written as version 1, as before it existed.
+        #expect(Array(try readBytes(dir.join("meta"))[8..<12]) == [0, 0, 0, 1])
+        // An unknown flag is damage, at its offset.
+        var bytes = MetaStore.encode(HardState(term: 1, joining: true))
+        bytes[bytes.count - 5] = 0x03
+        let crc = CRC32.of(bytes[0..<(bytes.count - 4)])
+        bytes.replaceSubrange((bytes.count - 4)..., with: [UInt8(crc >> 24), UInt8(crc >> 16 & 0xff), UInt8(crc >> 8 & 0xff), UInt8(crc & 0xff)])
+        #expect(throws: StorageError.self) { try MetaStore.decode(bytes, file: "m") }
+    }
+
     @Test func aDamagedMetaFileIsRefusedWithItsOffset() throws {
         let dir = TempDir("meta")
         defer { dir.cleanup() }

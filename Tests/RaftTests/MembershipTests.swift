@@ -31,6 +31,39 @@ struct MembershipTests {
         #expect(core.votedFor == nil)
     }
 
+    /// Found by raft-sim --machines (storm seed 592): n1 and n2, each removed, wiped and added
+    /// again, each installed a stale snapshot (index 32, from a deposed leader) of a
+    /// configuration {n1, n2, n3} they were voters of; n2 voted n1 leader of term 16 without
+    /// the entries to 66 that {n3, n9, n11} had committed. A node that started with no
+    /// configuration is joining, durably, until a leader's AppendEntries catches it up.
+    @Test func wipedNodeWithAStaleSnapshotNeitherVotesNorCampaignsUntilCaughtUp() {
+        var fresh = RaftCore(id: "n1", settings: .test(), seed: 1, state: DurableState())
+        #expect(fresh.joining)
+        #expect(fresh.takeActions().contains(.saveHardState(HardState(term: 0, votedFor: nil, joining: true))), "persisted at the start")
+
+        // After the stale install (and a crash): a voter of {n1, n2, n3} in its own eyes.
+        let stale = SnapshotMetadata(index: 32, term: 11, configuration: Configuration(voters: ["n1", "n2", "n3"]), size: 154)
+        let restarted = DurableState(hardState: HardState(term: 15, joining: true), snapshot: stale, log: RaftLog(prevIndex: 32, prevTerm: 11))
+        var core = RaftCore(id: "n1", settings: .test(), seed: 1, state: restarted)
+        #expect(core.joining && core.configuration.isVoter("n1"))
+        for _ in 0..<(4 * Settings.test().electionTicks) { core.tick() }
+        #expect(!core.takeActions().contains { if case let .send(m) = $0, case .requestVote = m.body { true } else { false } }, "campaigned")
+        for preVote in [true, false] {
+            core.step(.requestVote(from: "n2", to: "n1", term: 16, lastIndex: 32, lastTerm: 11, preVote: preVote))
+            let granted = core.takeActions().contains {
+                if case let .send(m) = $0, case .requestVoteResponse(true, _) = m.body { true } else { false }
+            }
+            #expect(!granted, "granted a \(preVote ? "pre-vote" : "vote") while joining")
+        }
+
+        // The leader of term 16 catches it up to its commit index: it is a member like any other.
+        let config = Configuration(voters: ["n3", "n9", "n11"], learners: ["n1"])
+        let entries = [Entry(index: 33, term: 16, type: .config, payload: config.encoded())]
+        core.step(.appendEntries(from: "n9", to: "n1", term: 16, prev: 32, prevTerm: 11, entries, commit: 33))
+        #expect(!core.joining)
+        #expect(core.takeActions().contains(.saveHardState(HardState(term: 16, votedFor: nil, joining: false))))
+    }
+
     @Test func configurationTakesEffectWhenAppendedNotWhenCommitted() throws {
         let cluster = TestCluster()
         cluster.elect("n1")
