@@ -232,10 +232,16 @@ final class NodeProcess {
         return a
     }
 
-    /// events.jsonl, line by line; a line cut short by a kill is skipped.
+    /// events.jsonl, line by line; a line cut short by a kill is skipped. Every whole line
+    /// must be an event of SPEC section 4 as the wire module's `NodeEventLine` reads it (the
+    /// type the harness and the checker read): one that is not is recorded as an issue.
     func events() -> [JSONObject] {
         guard let data = FileManager.default.contents(atPath: eventsPath) else { return [] }
-        return String(decoding: data, as: UTF8.self).split(separator: "\n").compactMap { JSONObject(line: String($0)) }
+        return String(decoding: data, as: UTF8.self).split(separator: "\n").compactMap { line in
+            guard let o = JSONObject(line: String(line)) else { return nil }
+            if o.nodeEvent == nil { Issue.record("\(eventsPath): a line that is no event of SPEC section 4: \(line)") }
+            return o
+        }
     }
 
     func events(_ name: String) -> [JSONObject] { events().filter { $0.event == name } }
