@@ -39,6 +39,10 @@ public struct ScenarioRunner: Sendable {
     public var output: (@Sendable (String) -> Void)?
     /// Told of each run as it starts (and nil when it ends), for SIGINT and SIGTERM.
     public var onRun: (@Sendable (RunInProgress?) -> Void)?
+    /// In the simulator: a node copies a snapshot file another node wrote for the same
+    /// state, index, term and configuration instead of deflating it again. Off only to show
+    /// that it changes no byte of a run (a test).
+    public var shareIdenticalTakes = true
 
     public init(
         nodeBinary: String?, checker: @escaping @Sendable (String) -> [RunReport.Check], output: (@Sendable (String) -> Void)?,
@@ -75,6 +79,7 @@ public struct ScenarioRunner: Sendable {
                 recorder = try RunDirectoryRecorder(directory: directory)
             case .sim:
                 let cluster = try SimulatedCluster(runDirectory: directory, seed: seed)
+                cluster.shareIdenticalTakes = shareIdenticalTakes
                 backend = cluster
                 recorder = try RunDirectoryRecorder(directory: directory, clock: cluster.clock)
                 header = "world sim started \(Timestamp.rfc3339(unixMicros: cluster.clock.unixMicros))"

@@ -3,6 +3,7 @@ import Harness
 import HarnessCheck
 import Raft
 import RaftNodeKit
+import RaftNodeWire
 import Testing
 
 /// The package's root (three levels above this file).
@@ -98,5 +99,33 @@ struct SimulatedWorldTests {
         #expect(s1.failures.map(\.scenario) == s3.failures.map(\.scenario))
         #expect(s1.coverage == s3.coverage)
         #expect(!s1.coverage.isEmpty, "seven scenarios reached no target state: the runs did nothing")
+    }
+
+    @Test("A node copying another's identical snapshot file instead of deflating it again changes no byte of the run")
+    func sharedTakesChangeNothing() async throws {
+        let file = packageRoot.appendingPathComponent("harness/scenarios/membership-churn.scenario").path
+        let scenario = try ScenarioParser.parse(try String(contentsOfFile: file, encoding: .utf8), file: file)
+        var hashes: [String] = []
+        for share in [true, false] {
+            let dir = NSTemporaryDirectory() + "sim-takes-\(share)-\(UInt32.random(in: 0...UInt32.max))"
+            defer { try? FileManager.default.removeItem(atPath: dir) }
+            var runner = ScenarioRunner(nodeBinary: nil, checker: checker, output: nil)
+            runner.world = .sim
+            runner.shareIdenticalTakes = share
+            let outcome = await runner.run(scenario, seed: 5, directory: dir)
+            #expect(outcome.report.passed)
+            // Two nodes took the same snapshot (so a copy was made), else this shows nothing.
+            var takes: [String: Set<String>] = [:]
+            for node in try FileManager.default.contentsOfDirectory(atPath: dir + "/nodes") {
+                let text = try String(contentsOfFile: dir + "/nodes/\(node)/events.jsonl", encoding: .utf8)
+                for line in text.split(separator: "\n") {
+                    guard let e = NodeEventLine(parsing: String(line)), case let .snapshotTaken(index, term, _, _) = e.event else { continue }
+                    takes["\(index)@\(term)", default: []].insert(node)
+                }
+            }
+            #expect(takes.values.contains { $0.count >= 2 }, "no snapshot was taken by two nodes")
+            hashes.append(try treeHash(dir))
+        }
+        #expect(hashes[0] == hashes[1])
     }
 }

@@ -36,6 +36,35 @@ public final class SimulatedCluster: ClusterBackend, @unchecked Sendable {
     /// the sender's process they belong to.
     private var stuckLinks: [String: Int] = [:]
 
+    /// Snapshots taken in this run, by what makes their files identical: a node that takes
+    /// one already written copies that file (the bytes are the same; deflating them again
+    /// was most of a run's time). Off, every take writes its own (a test compares the two).
+    var shareIdenticalTakes = true
+    private struct TakeKey: Hashable {
+        var index: LogIndex
+        var term: Term
+        var configuration: Configuration
+        var digest: UInt64
+        var level: Int32
+    }
+    private var taken: [TakeKey: (path: String, meta: SnapshotMetadata)] = [:]
+
+    /// A node's take: the state written as the snapshot at `index` by the real writer, or a
+    /// copy of the identical file another node wrote.
+    func takeSnapshot(
+        _ state: KeyValueStore, directory: String, level: Int32, index: LogIndex, term: Term, configuration: Configuration
+    ) throws -> SnapshotMetadata {
+        let key = TakeKey(index: index, term: term, configuration: configuration, digest: state.digest, level: level)
+        if shareIdenticalTakes, let earlier = taken[key], FileManager.default.fileExists(atPath: earlier.path),
+            let meta = try? SnapshotStore.copy(earlier.path, as: earlier.meta, into: directory)
+        {
+            return meta
+        }
+        let meta = try StateFiles.writeSnapshot(state, directory: directory, level: level, index: index, term: term, configuration: configuration)
+        taken[key] = (directory + "/" + SnapshotHeader.fileName(index: index, term: term), meta)
+        return meta
+    }
+
     public init(runDirectory: String, seed: UInt64) throws {
         self.runDirectory = runDirectory
         clock = SimulatedClock(timeline: timeline, simulatedExecutor: executor)

@@ -276,9 +276,13 @@ final class SimulatedNode {
                 l.done(answer)
             }
         case let .event(event, term):
-            events.write(event, term: term)
+            if case let .error(what, detail) = event {
+                events.write(.error(what: what, detail: relative(detail)), term: term)
+            } else {
+                events.write(event, term: term)
+            }
         case let .note(text):
-            nodeLog.write(text)
+            nodeLog.write(relative(text))
         case let .takeSnapshot(index, term, configuration, state):
             takeSnapshot(state, index: index, term: term, configuration: configuration, at: us)
         case let .beginSnapshotReceive(_, meta):
@@ -313,11 +317,18 @@ final class SimulatedNode {
         }
     }
 
+    /// `text` with the run directory's path taken out of the paths it names (an error's
+    /// file): the run directory holds no path of where it was written, so that two runs of a
+    /// seed are byte-identical wherever they ran (explore writes in a scratch directory).
+    func relative(_ text: String) -> String {
+        text.replacingOccurrences(of: cluster.runDirectory + "/", with: "")
+    }
+
     func takeSnapshot(_ state: KeyValueStore, index: LogIndex, term: Term, configuration: Configuration, at us: Int64) {
         let input: NodeInput
         var doneAt = us
         do {
-            let meta = try StateFiles.writeSnapshot(
+            let meta = try cluster.takeSnapshot(
                 state, directory: storage.snapshots.directory, level: storage.snapshots.compressionLevel, index: index, term: term,
                 configuration: configuration)
             let took = rates.snapshotWriteUs(fileBytes: meta.size)
