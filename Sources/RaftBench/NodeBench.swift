@@ -327,13 +327,16 @@ func elapsed(_ f: () throws -> Void) rethrows -> Double {
     return Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
 }
 
-/// The `ms` of the last event named `event` in a node's events.jsonl.
+/// The `ms` of the last `snapshot-sent` (or `snapshot-installed`, `snapshot-taken`) event in
+/// a node's events.jsonl, read as the typed event of SPEC section 4 (the checker's type).
 func eventMs(_ dataDir: String, _ event: String) -> Int? {
     guard let text = try? String(contentsOfFile: dataDir + "/events.jsonl", encoding: .utf8) else { return nil }
     var found: Int?
     for line in text.split(separator: "\n") where line.contains("\"\(event)\"") {
-        if let o = JSONValue.parse(String(line)), o["event"]?.stringValue == event || o["type"]?.stringValue == event {
-            found = int(o["ms"])
+        guard let e = NodeEventLine(parsing: String(line)), e.event.kind == event else { continue }
+        switch e.event {
+        case let .snapshotSent(_, _, _, _, ms), let .snapshotInstalled(_, _, _, _, ms), let .snapshotTaken(_, _, _, ms): found = ms
+        default: break
         }
     }
     return found
