@@ -499,8 +499,9 @@ public struct RaftCore: Sendable {
         // A node with no configuration has not been added yet, or was wiped to be added again
         // under its old name: its empty log is "up to date" with any candidate's, and the
         // votes it may have cast before the wipe are forgotten. It votes once a leader has
-        // given it a configuration (and with it a log at least as new). The simulator found
-        // a removed node, restarted with its old log, elected by such a node's vote.
+        // caught it up (see `joining`: a configuration alone may be a stale snapshot's). The
+        // simulator found a removed node, restarted with its old log, elected by such a
+        // node's vote.
         guard canVote && upToDate && !configuration.isEmpty && !joining else {
             send(to: m.from, .requestVoteResponse(granted: false, preVote: rv.preVote))
             return
