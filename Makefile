@@ -101,6 +101,7 @@ soak:
 bench:
 	$(SWIFT) build -c release --product raft-node
 	$(SWIFT) run -c release raft-bench storage
+	$(SWIFT) run -c release raft-bench checker
 	$(SWIFT) run -c release raft-bench node
 
 fixtures:

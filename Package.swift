@@ -47,7 +47,7 @@ let package = Package(
             providers: [.apt(["zlib1g-dev"]), .brew(["zlib"])]),
         .target(name: "RaftStorage", dependencies: ["Raft", "CZlib"], swiftSettings: optimizeSimulation),
         .executableTarget(name: "RaftFixtures", dependencies: ["RaftStorage", "Raft"]),
-        .executableTarget(name: "RaftBench", dependencies: ["RaftStorage", "Raft", "CZlib", "RaftNodeKit", "RaftNodeWire"]),
+        .executableTarget(name: "RaftBench", dependencies: ["RaftStorage", "Raft", "CZlib", "RaftNodeKit", "RaftNodeWire", "HarnessCheck"]),
         .executableTarget(name: "StorageCrashChild", dependencies: ["RaftStorage", "Raft"]),
         // Peer links over UNIX sockets and TCP: frames, handshake, per-peer queues, reconnects.
         .target(

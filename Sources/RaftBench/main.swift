@@ -1,4 +1,4 @@
-// raft-bench storage|node|all [--dir DIR] [--state-mib N] [--seconds S] [--values N] [--snapshot-chunk BYTES] [--keep]
+// raft-bench storage|node|checker|all [--dir DIR] [--state-mib N] [--seconds S] [--values N] [--snapshot-chunk BYTES] [--keep]
 //
 // `node` (NodeBench.swift): the node figures of issue 4 against real raft-node processes.
 //
@@ -136,10 +136,10 @@ func storageBench(dir: String, stateMiB: Int, appendSeconds: Double) throws {
     try? FileManager.default.removeItem(atPath: snapDir)
 }
 
-let usage = "usage: raft-bench storage|node|all [--dir DIR] [--state-mib N] [--seconds S] [--values N] [--snapshot-chunk BYTES] [--keep]"
+let usage = "usage: raft-bench storage|node|checker|all [--dir DIR] [--state-mib N] [--seconds S] [--values N] [--snapshot-chunk BYTES] [--keep]"
 var args = Array(CommandLine.arguments.dropFirst())
 let what = args.isEmpty || args[0].hasPrefix("-") ? "storage" : args.removeFirst()
-guard ["storage", "node", "all"].contains(what) else { fail("unknown bench '\(what)'; \(usage)") }
+guard ["storage", "node", "checker", "all"].contains(what) else { fail("unknown bench '\(what)'; \(usage)") }
 // Under the package (on the disk the data would be on, not a tmpfs); .build* is ignored by git.
 var dir = FileManager.default.currentDirectoryPath + "/.build-bench"
 var stateMiB = 64
@@ -174,6 +174,10 @@ do {
         try? FileManager.default.removeItem(atPath: dir + "/storage")
     }
     if what == "all" { print("") }
+    if what == "checker" || what == "all" {
+        checkerBench()
+        print("")
+    }
     if what == "node" || what == "all" {
         try nodeBench(NodeBenchOptions(dir: dir + "/node", writeSeconds: writeSeconds, values: values, snapshotChunk: snapshotChunk))
         if keep {
