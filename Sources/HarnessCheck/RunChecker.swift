@@ -9,7 +9,7 @@ import RaftStorage
 /// and what could not be (a lagging node, a node whose files are damaged...).
 public struct CheckResult: Sendable, Hashable {
     /// `files`, `one-leader-per-term`, `log-matching`, `committed-entries`,
-    /// `acknowledged-writes` or `converged-state`.
+    /// `acknowledged-writes`, `converged-state` or `linearizable`.
     public var name: String
     public var passed: Bool
     /// One line a violation (empty when passed).
@@ -33,8 +33,9 @@ public struct CheckResult: Sendable, Hashable {
 ///
 /// ```
 /// harness.log      only its `converged` lines (below)
-/// history.jsonl    "invoke" lines (op, client, key, value) and "ok" lines of puts (index,
-///                  term; key and value from the line or from the client's invoke before it)
+/// history.jsonl    "invoke" lines (op, client, key, value, ts), "ok" lines of puts (index,
+///                  term; key and value from the line or from the client's invoke before it),
+///                  "ok" lines of gets (the value read), "unknown" lines (check 6)
 /// nodes/NODE/      meta, log/base, log/*.seg, snapshot/*.ss (the newest), events.jsonl
 /// ```
 ///
@@ -118,7 +119,41 @@ struct Checker {
     init(_ run: RunFiles) { self.run = run }
 
     mutating func checkAll() -> [CheckResult] {
-        [files(), oneLeaderPerTerm(), logMatching(), committedEntries(), acknowledgedWrites(), convergedState()]
+        [files(), oneLeaderPerTerm(), logMatching(), committedEntries(), acknowledgedWrites(), convergedState(), linearizable()]
+    }
+
+    // MARK: linearizable (check 6)
+
+    /// Every put and get of history.jsonl, each key a register, linearizable; an unknown
+    /// operation may take effect at any time after its invocation, or never. A search past
+    /// its budget is no pass: it fails the check, saying so.
+    func linearizable() -> CheckResult {
+        let report = Linearizability.check(byKey: run.registers)
+        var evidence: [String] = []
+        func describe(_ o: RegisterOperation) -> String {
+            let what: String
+            switch o.kind {
+            case let .put(v): what = "put \(RegisterOperation.short(v))"
+            case let .get(v): what = "get read \(v.map(RegisterOperation.short) ?? "nothing")"
+            }
+            let from = Timestamp.rfc3339(unixMicros: o.invoked)
+            let to = o.completed.map { Timestamp.rfc3339(unixMicros: $0) } ?? "unknown"
+            return "\(o.client) \(what) (\(from) to \(to), invoked at history.jsonl line \(o.position))"
+        }
+        if let v = report.violation {
+            evidence.append(
+                "key \(v.key): these \(v.fragment.count) operations cannot be linearized"
+                    + (v.minimal ? " (without any one of its gets, or a put none of them reads, they can)" : " (not shrunk further: out of budget)")
+                    + ": " + v.fragment.map(describe).joined(separator: "; "))
+        }
+        for key in report.unknownKeys {
+            evidence.append("key \(key): unknown, the search ran out of its budget (neither a pass nor a failure)")
+        }
+        let gets = run.registers.values.reduce(0) { $0 + $1.filter { if case .get = $0.kind { true } else { false } }.count }
+        let unknown = run.registers.values.reduce(0) { $0 + $1.filter { $0.completed == nil }.count }
+        var notes = ["\(report.operations) operations on \(report.keys) keys (\(gets) gets, \(unknown) unknown) checked as registers"]
+        if run.untimedOperations > 0 { notes.append("\(run.untimedOperations) operations without a time stamp left out") }
+        return Self.result("linearizable", evidence, notes)
     }
 
     static func result(_ name: String, _ evidence: [String], _ notes: [String]) -> CheckResult {

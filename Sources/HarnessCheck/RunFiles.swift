@@ -163,6 +163,11 @@ struct RunFiles {
     var invocations: [String: [String: Int]] = [:]
     var converged: [ConvergedRecord] = []
     var problems: [FileProblem] = []
+    /// Every put and get of history.jsonl with a known outcome or an unknown one, by key
+    /// (check 6); failed operations did not happen and are not here.
+    var registers: [String: [RegisterOperation]] = [:]
+    /// Operations left out of check 6 because a line lacked its time stamp.
+    var untimedOperations = 0
 
     init(directory: String) {
         self.directory = directory
@@ -384,6 +389,8 @@ struct RunFiles {
         var open: [String: JSONValue] = [:]
         var acknowledged: [AcknowledgedWrite] = []
         var invoked: [String: [String: Int]] = [:]
+        var completions: [(type: String, object: JSONValue, invoke: JSONValue?, client: String, line: Int)] = []
+        var invokeLine: [String: Int] = [:]
         forEachJSONLine(Array(data), file: file, problems: &problems) { line, object in
             guard let type = object["type"]?.stringValue else { return "a history line needs a string \"type\"" }
             func text(_ v: JSONValue?) -> String { v.map { $0.stringValue ?? $0.serialized } ?? "" }
@@ -391,12 +398,14 @@ struct RunFiles {
             let slot = client + "\u{0}" + text(object["id"])
             if type == "invoke" {
                 open[slot] = object
+                invokeLine[slot] = line
                 if object["op"]?.stringValue == "put", let key = object["key"]?.stringValue, let value = object["value"]?.stringValue {
                     invoked[key, default: [:]][value, default: 0] += 1
                 }
                 return nil
             }
             let invoke = open.removeValue(forKey: slot)
+            completions.append((type, object, invoke, client, invokeLine.removeValue(forKey: slot) ?? line))
             guard type == "ok" else { return nil }
             guard (object["op"] ?? invoke?["op"])?.stringValue == "put" else { return nil }
             guard let key = (object["key"] ?? invoke?["key"])?.stringValue, let value = (object["value"] ?? invoke?["value"])?.stringValue,
@@ -408,6 +417,38 @@ struct RunFiles {
         }
         self.acknowledged = acknowledged
         self.invocations = invoked
+        for c in completions { registerOperation(type: c.type, c.object, invoke: c.invoke, client: c.client, line: c.line) }
+        // An operation invoked and never answered (the run ended first): unknown.
+        for (slot, invoke) in open.sorted(by: { (invokeLine[$0.key] ?? 0) < (invokeLine[$1.key] ?? 0) }) {
+            registerOperation(type: "unknown", invoke, invoke: invoke, client: invoke["client"]?.stringValue ?? "", line: invokeLine[slot] ?? 0)
+        }
+    }
+
+    /// Adds the operation a completion line (or an unanswered invoke) ends to `registers`;
+    /// `line` is where it was invoked.
+    mutating func registerOperation(type: String, _ object: JSONValue, invoke: JSONValue?, client: String, line: Int) {
+        guard type == "ok" || type == "unknown", let invoke else { return }  // "fail": it did not happen
+        guard let op = (object["op"] ?? invoke["op"])?.stringValue, op == "put" || op == "get",
+            let key = (object["key"] ?? invoke["key"])?.stringValue
+        else { return }
+        guard let started = invoke["ts"]?.stringValue.flatMap(Timestamp.unixMicros(rfc3339:)) else {
+            untimedOperations += 1
+            return
+        }
+        let ended = type == "ok" ? object["ts"]?.stringValue.flatMap(Timestamp.unixMicros(rfc3339:)) : nil
+        if type == "ok" && ended == nil {
+            untimedOperations += 1
+            return
+        }
+        let kind: RegisterOperation.Kind
+        if op == "put" {
+            guard let value = (object["value"] ?? invoke["value"])?.stringValue else { return }
+            kind = .put(value)
+        } else {
+            // An unknown get read nothing anyone knows: the search leaves it out.
+            kind = .get(type == "ok" ? object["value"]?.stringValue : nil)
+        }
+        registers[key, default: []].append(RegisterOperation(client: client, kind: kind, invoked: started, completed: ended, position: line))
     }
 
     /// `converged applied=INDEX digest=HEX nodes=A,B,C` anywhere in a line of harness.log

@@ -1,5 +1,6 @@
 import Foundation
 import HarnessCheck
+import RaftNodeWire
 import Testing
 
 /// Check 6's search (SPEC section 3): each key a register; `unknown` operations may take
@@ -154,5 +155,16 @@ struct LinearizabilityTests {
             if found != expected { return }
         }
         #expect(violations > 300, "the random histories hold too few violations to test anything")
+    }
+
+    @Test func timeStampsReadBackToTheMicrosecond() {
+        for micros: Int64 in [0, 1_767_225_600_000_000, 1_767_225_600_123_456, 1_796_169_599_999_999, 951_782_400_000_001] {
+            #expect(Timestamp.unixMicros(rfc3339: Timestamp.rfc3339(unixMicros: micros)) == micros)
+        }
+        #expect(Timestamp.unixMicros(rfc3339: "2026-01-01T00:00:01Z") == 1_767_225_601_000_000)
+        #expect(Timestamp.unixMicros(rfc3339: "2026-01-01T00:00:01.5Z") == 1_767_225_601_500_000)
+        for bad in ["", "2026-01-01 00:00:01Z", "2026-13-01T00:00:01Z", "2026-01-01T00:00:01.1234567Z", "2026-01-01T00:00:01"] {
+            #expect(Timestamp.unixMicros(rfc3339: bad) == nil, "\(bad)")
+        }
     }
 }

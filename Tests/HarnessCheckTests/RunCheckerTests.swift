@@ -31,7 +31,7 @@ import Testing
 
     @Test func cleanRunPasses() {
         let results = RunChecker.check(runDirectory: fixture("runs/clean"))
-        #expect(results.map(\.name) == ["files", "one-leader-per-term", "log-matching", "committed-entries", "acknowledged-writes", "converged-state"])
+        #expect(results.map(\.name) == ["files", "one-leader-per-term", "log-matching", "committed-entries", "acknowledged-writes", "converged-state", "linearizable"])
         for r in results { #expect(r.passed, "\(r.name): \(r.evidence)") }
         #expect(result(results, "acknowledged-writes").notes.contains { $0.contains("4 acknowledged puts") })
     }
@@ -209,6 +209,26 @@ import Testing
         for r in results { #expect(r.passed, "\(r.name): \(r.evidence)") }
         #expect(result(results, "files").notes.contains { $0.contains("nodes/n1 holds no data (wiped)") })
         #expect(result(results, "converged-state").notes.contains { $0.contains("n1's files no longer hold its state at index 6") })
+    }
+
+    @Test func aStaleReadFailsCheck6WithAMinimalFragmentAndEveryOtherCheckHolds() throws {
+        let results = RunChecker.check(runDirectory: fixture("runs/stale-read"))
+        let check = result(results, "linearizable")
+        #expect(!check.passed)
+        let evidence = try #require(check.evidence.first)
+        #expect(evidence.contains("key k1: these 3 operations cannot be linearized"), "\(evidence)")
+        for part in ["c2 get read v1", "c1 put v1", "c1 put v3", "history.jsonl line 9", "2025-01-01T00:00:08.000000Z"] {
+            #expect(evidence.contains(part), "\(part) in \(evidence)")
+        }
+        #expect(!evidence.contains("put v2"), "another key's operation in the evidence")
+        #expect(results.filter { $0.name != "linearizable" && !$0.passed }.isEmpty, "\(results.filter { !$0.passed })")
+    }
+
+    @Test func anUnknownPutReadLaterIsLinearizable() {
+        let results = RunChecker.check(runDirectory: fixture("runs/unknown-late"))
+        #expect(results.filter { !$0.passed }.isEmpty, "\(results.filter { !$0.passed })")
+        // What it verified: the four puts (one unknown) and the get, on three keys.
+        #expect(result(results, "linearizable").notes == ["5 operations on 3 keys (1 gets, 1 unknown) checked as registers"])
     }
 
     @Test func convergedLinesParse() {

@@ -30,6 +30,13 @@ enum RunFixture: String, CaseIterable {
     /// That story with a stale install: the restarted node installs a snapshot at index 6,
     /// below the commit index 8 it had reported, and drops its committed entries after it.
     case staleInstall = "stale-install"
+    /// `clean` with a get of k1 by client c2, invoked after the put k1=v3 was acknowledged,
+    /// that read v1: no order of the history explains it (check 6).
+    case staleRead = "stale-read"
+    /// `clean` where the put k3=v4 was answered `unknown` (its client gave up), and a get of
+    /// k3 long after read v4: linearizable, the put took effect after its invocation. A naive
+    /// checker that drops unknown operations calls v4 a value never written.
+    case unknownLate = "unknown-late"
 
     /// A node's `start` event and the committed configuration it starts with.
     static func start(_ w: NodeDataWriter, second: Int, term: Term = 0, last: UInt64 = 0, commit: UInt64 = 0, snap: UInt64 = 0) {
@@ -122,7 +129,19 @@ enum RunFixture: String, CaseIterable {
         let puts: [(Int, String, String, UInt64, UInt64)] = [(1, "k1", "v1", 2, 1), (2, "k2", "v2", 3, 1), (3, "k1", "v3", 4, 1), (5, "k3", "v4", 6, 2)]
         for (second, key, value, index, term) in puts {
             history += #"{"type":"invoke","op":"put","client":"c1","key":"\#(key)","value":"\#(value)","ts":"\#(Self.ts(second))"}"# + "\n"
-            history += #"{"type":"ok","op":"put","client":"c1","key":"\#(key)","value":"\#(value)","index":\#(index),"term":\#(term),"ts":"\#(Self.ts(second + 1))"}"# + "\n"
+            if self == .unknownLate && value == "v4" {
+                history += #"{"type":"unknown","op":"put","client":"c1","key":"\#(key)","value":"\#(value)","ts":"\#(Self.ts(second + 1))"}"# + "\n"
+            } else {
+                history += #"{"type":"ok","op":"put","client":"c1","key":"\#(key)","value":"\#(value)","index":\#(index),"term":\#(term),"ts":"\#(Self.ts(second + 1))"}"# + "\n"
+            }
+        }
+        if self == .staleRead {
+            history += #"{"type":"invoke","op":"get","client":"c2","key":"k1","ts":"\#(Self.ts(8))"}"# + "\n"
+            history += #"{"type":"ok","op":"get","client":"c2","key":"k1","value":"v1","index":7,"ts":"\#(Self.ts(9))"}"# + "\n"
+        }
+        if self == .unknownLate {
+            history += #"{"type":"invoke","op":"get","client":"c3","key":"k3","ts":"\#(Self.ts(30))"}"# + "\n"
+            history += #"{"type":"ok","op":"get","client":"c3","key":"k3","value":"v4","index":7,"ts":"\#(Self.ts(31))"}"# + "\n"
         }
         try Data(history.utf8).write(to: URL(fileURLWithPath: dir + "/history.jsonl"))
 
@@ -236,7 +255,19 @@ enum RunFixture: String, CaseIterable {
         ]
         for (second, key, value, index, term) in puts {
             history += #"{"type":"invoke","op":"put","client":"c1","key":"\#(key)","value":"\#(value)","ts":"\#(Self.ts(second))"}"# + "\n"
-            history += #"{"type":"ok","op":"put","client":"c1","key":"\#(key)","value":"\#(value)","index":\#(index),"term":\#(term),"ts":"\#(Self.ts(second + 1))"}"# + "\n"
+            if self == .unknownLate && value == "v4" {
+                history += #"{"type":"unknown","op":"put","client":"c1","key":"\#(key)","value":"\#(value)","ts":"\#(Self.ts(second + 1))"}"# + "\n"
+            } else {
+                history += #"{"type":"ok","op":"put","client":"c1","key":"\#(key)","value":"\#(value)","index":\#(index),"term":\#(term),"ts":"\#(Self.ts(second + 1))"}"# + "\n"
+            }
+        }
+        if self == .staleRead {
+            history += #"{"type":"invoke","op":"get","client":"c2","key":"k1","ts":"\#(Self.ts(8))"}"# + "\n"
+            history += #"{"type":"ok","op":"get","client":"c2","key":"k1","value":"v1","index":7,"ts":"\#(Self.ts(9))"}"# + "\n"
+        }
+        if self == .unknownLate {
+            history += #"{"type":"invoke","op":"get","client":"c3","key":"k3","ts":"\#(Self.ts(30))"}"# + "\n"
+            history += #"{"type":"ok","op":"get","client":"c3","key":"k3","value":"v4","index":7,"ts":"\#(Self.ts(31))"}"# + "\n"
         }
         try Data(history.utf8).write(to: URL(fileURLWithPath: dir + "/history.jsonl"))
         let log = [
