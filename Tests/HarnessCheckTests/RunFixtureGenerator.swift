@@ -60,6 +60,29 @@ enum RunFixture: String, CaseIterable {
     ]
     static let finalState = ["k1": "v3", "k2": "v2", "k3": "v4"]
 
+    /// history.jsonl's lines for `puts` (second, key, value, index, term), each invoked by
+    /// c1 and acknowledged a second later, and what the fixtures of check 6 change or add.
+    func historyLines(_ puts: [(Int, String, String, UInt64, UInt64)]) -> String {
+        var history = ""
+        for (second, key, value, index, term) in puts {
+            history += #"{"type":"invoke","op":"put","client":"c1","key":"\#(key)","value":"\#(value)","ts":"\#(Self.ts(second))"}"# + "\n"
+            if self == .unknownLate && value == "v4" {
+                history += #"{"type":"unknown","op":"put","client":"c1","key":"\#(key)","value":"\#(value)","ts":"\#(Self.ts(second + 1))"}"# + "\n"
+            } else {
+                history += #"{"type":"ok","op":"put","client":"c1","key":"\#(key)","value":"\#(value)","index":\#(index),"term":\#(term),"ts":"\#(Self.ts(second + 1))"}"# + "\n"
+            }
+        }
+        if self == .staleRead {
+            history += #"{"type":"invoke","op":"get","client":"c2","key":"k1","ts":"\#(Self.ts(8))"}"# + "\n"
+            history += #"{"type":"ok","op":"get","client":"c2","key":"k1","value":"v1","index":7,"ts":"\#(Self.ts(9))"}"# + "\n"
+        }
+        if self == .unknownLate {
+            history += #"{"type":"invoke","op":"get","client":"c3","key":"k3","ts":"\#(Self.ts(30))"}"# + "\n"
+            history += #"{"type":"ok","op":"get","client":"c3","key":"k3","value":"v4","index":7,"ts":"\#(Self.ts(31))"}"# + "\n"
+        }
+        return history
+    }
+
     /// Writes the run into `dir` (which must not exist yet).
     func write(to dir: String) throws {
         if self == .installAfterCompaction || self == .staleInstall { return try writeInstallStory(to: dir) }
@@ -127,22 +150,7 @@ enum RunFixture: String, CaseIterable {
         // history.jsonl: the four puts, each acknowledged.
         var history = ""
         let puts: [(Int, String, String, UInt64, UInt64)] = [(1, "k1", "v1", 2, 1), (2, "k2", "v2", 3, 1), (3, "k1", "v3", 4, 1), (5, "k3", "v4", 6, 2)]
-        for (second, key, value, index, term) in puts {
-            history += #"{"type":"invoke","op":"put","client":"c1","key":"\#(key)","value":"\#(value)","ts":"\#(Self.ts(second))"}"# + "\n"
-            if self == .unknownLate && value == "v4" {
-                history += #"{"type":"unknown","op":"put","client":"c1","key":"\#(key)","value":"\#(value)","ts":"\#(Self.ts(second + 1))"}"# + "\n"
-            } else {
-                history += #"{"type":"ok","op":"put","client":"c1","key":"\#(key)","value":"\#(value)","index":\#(index),"term":\#(term),"ts":"\#(Self.ts(second + 1))"}"# + "\n"
-            }
-        }
-        if self == .staleRead {
-            history += #"{"type":"invoke","op":"get","client":"c2","key":"k1","ts":"\#(Self.ts(8))"}"# + "\n"
-            history += #"{"type":"ok","op":"get","client":"c2","key":"k1","value":"v1","index":7,"ts":"\#(Self.ts(9))"}"# + "\n"
-        }
-        if self == .unknownLate {
-            history += #"{"type":"invoke","op":"get","client":"c3","key":"k3","ts":"\#(Self.ts(30))"}"# + "\n"
-            history += #"{"type":"ok","op":"get","client":"c3","key":"k3","value":"v4","index":7,"ts":"\#(Self.ts(31))"}"# + "\n"
-        }
+        history += historyLines(puts)
         try Data(history.utf8).write(to: URL(fileURLWithPath: dir + "/history.jsonl"))
 
         let digest = NodeDataWriter.digest(of: Self.finalState)
@@ -253,22 +261,7 @@ enum RunFixture: String, CaseIterable {
             (1, "k1", "v1", 2, 1), (1, "k2", "v2", 3, 1), (2, "k1", "v3", 4, 1), (4, "k3", "v4", 6, 2), (4, "k4", "v5", 7, 2),
             (4, "k2", "v6", 8, 2), (7, "k5", "v7", 9, 2), (7, "k1", "v8", 10, 2),
         ]
-        for (second, key, value, index, term) in puts {
-            history += #"{"type":"invoke","op":"put","client":"c1","key":"\#(key)","value":"\#(value)","ts":"\#(Self.ts(second))"}"# + "\n"
-            if self == .unknownLate && value == "v4" {
-                history += #"{"type":"unknown","op":"put","client":"c1","key":"\#(key)","value":"\#(value)","ts":"\#(Self.ts(second + 1))"}"# + "\n"
-            } else {
-                history += #"{"type":"ok","op":"put","client":"c1","key":"\#(key)","value":"\#(value)","index":\#(index),"term":\#(term),"ts":"\#(Self.ts(second + 1))"}"# + "\n"
-            }
-        }
-        if self == .staleRead {
-            history += #"{"type":"invoke","op":"get","client":"c2","key":"k1","ts":"\#(Self.ts(8))"}"# + "\n"
-            history += #"{"type":"ok","op":"get","client":"c2","key":"k1","value":"v1","index":7,"ts":"\#(Self.ts(9))"}"# + "\n"
-        }
-        if self == .unknownLate {
-            history += #"{"type":"invoke","op":"get","client":"c3","key":"k3","ts":"\#(Self.ts(30))"}"# + "\n"
-            history += #"{"type":"ok","op":"get","client":"c3","key":"k3","value":"v4","index":7,"ts":"\#(Self.ts(31))"}"# + "\n"
-        }
+        history += historyLines(puts)
         try Data(history.utf8).write(to: URL(fileURLWithPath: dir + "/history.jsonl"))
         let log = [
             "\(Self.ts(0)) cluster n1 n2 n3 ok 100ms",
