@@ -124,6 +124,9 @@ struct Invariants {
     }
 
     /// A node's state machine has applied through `index` with state digest `digest`.
+    /// The state digest some node had at applied index `index`, if one was seen.
+    func appliedState(at index: LogIndex) -> UInt64? { states[index] }
+
     mutating func applied(_ index: LogIndex, digest: UInt64, by id: NodeID, time: Int) {
         if let known = states[index] {
             if known != digest {
