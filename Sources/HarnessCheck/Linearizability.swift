@@ -1,4 +1,5 @@
 import Raft
+import RaftNodeWire
 
 // Check 6 of SPEC section 3: the history of puts and gets, each key a register, must be
 // linearizable. Wing and Gong's search with Lowe's memoisation, one key at a time (a history
@@ -31,24 +32,28 @@ public struct RegisterOperation: Sendable, Hashable, CustomStringConvertible {
         self.position = position
     }
 
+    /// As check 6's evidence names it: who, what, when (times as a run writes them, `invoked`
+    /// and `completed` being microseconds since the UNIX epoch), and where in history.jsonl.
     public var description: String {
         let what: String
         switch kind {
         case let .put(v): what = "put \(Self.short(v))"
-        case let .get(v): what = "get -> \(v.map(Self.short) ?? "nil")"
+        case let .get(v): what = "get read \(v.map(Self.short) ?? "nothing")"
         }
-        return "\(client) \(what) [\(invoked), \(completed.map(String.init) ?? "unknown")]"
+        let to = completed.map { Timestamp.rfc3339(unixMicros: $0) } ?? "unknown"
+        return "\(client) \(what) (\(Timestamp.rfc3339(unixMicros: invoked)) to \(to), invoked at history.jsonl line \(position))"
     }
 
-    static func short(_ v: String) -> String { v.count > 24 ? String(v.prefix(24)) + "…" : v }
+    private static func short(_ v: String) -> String { v.count > 24 ? String(v.prefix(24)) + "…" : v }
 }
 
 public enum Linearizability {
     /// What the check found for one key.
     public enum Verdict: Sendable, Hashable {
         case linearizable
-        /// A fragment of the key's history that cannot be linearized; `minimal` when without
-        /// any one of its operations it can (false when the budget ran out while shrinking).
+        /// A fragment of the key's history that cannot be linearized; `minimal` when without any
+        /// one of its gets, or a put none of its gets reads, it can (false when the budget ran
+        /// out while shrinking).
         case violation([RegisterOperation], minimal: Bool)
         /// The search ran out of its step budget: neither a pass nor a failure.
         case unknown

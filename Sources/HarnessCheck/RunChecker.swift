@@ -130,21 +130,11 @@ struct Checker {
     func linearizable() -> CheckResult {
         let report = Linearizability.check(byKey: run.registers)
         var evidence: [String] = []
-        func describe(_ o: RegisterOperation) -> String {
-            let what: String
-            switch o.kind {
-            case let .put(v): what = "put \(RegisterOperation.short(v))"
-            case let .get(v): what = "get read \(v.map(RegisterOperation.short) ?? "nothing")"
-            }
-            let from = Timestamp.rfc3339(unixMicros: o.invoked)
-            let to = o.completed.map { Timestamp.rfc3339(unixMicros: $0) } ?? "unknown"
-            return "\(o.client) \(what) (\(from) to \(to), invoked at history.jsonl line \(o.position))"
-        }
         if let v = report.violation {
             evidence.append(
                 "key \(v.key): these \(v.fragment.count) operations cannot be linearized"
                     + (v.minimal ? " (without any one of its gets, or a put none of them reads, they can)" : " (not shrunk further: out of budget)")
-                    + ": " + v.fragment.map(describe).joined(separator: "; "))
+                    + ": " + v.fragment.map(\.description).joined(separator: "; "))
         }
         for key in report.unknownKeys {
             evidence.append("key \(key): unknown, the search ran out of its budget (neither a pass nor a failure)")

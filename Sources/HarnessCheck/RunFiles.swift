@@ -386,26 +386,25 @@ struct RunFiles {
             return
         }
         // The invoke a completion belongs to: same client (and same id, when lines carry one).
-        var open: [String: JSONValue] = [:]
+        var open: [String: (invoke: JSONValue, line: Int)] = [:]
         var acknowledged: [AcknowledgedWrite] = []
         var invoked: [String: [String: Int]] = [:]
         var completions: [(type: String, object: JSONValue, invoke: JSONValue?, client: String, line: Int)] = []
-        var invokeLine: [String: Int] = [:]
         forEachJSONLine(Array(data), file: file, problems: &problems) { line, object in
             guard let type = object["type"]?.stringValue else { return "a history line needs a string \"type\"" }
             func text(_ v: JSONValue?) -> String { v.map { $0.stringValue ?? $0.serialized } ?? "" }
             let client = text(object["client"])
             let slot = client + "\u{0}" + text(object["id"])
             if type == "invoke" {
-                open[slot] = object
-                invokeLine[slot] = line
+                open[slot] = (object, line)
                 if object["op"]?.stringValue == "put", let key = object["key"]?.stringValue, let value = object["value"]?.stringValue {
                     invoked[key, default: [:]][value, default: 0] += 1
                 }
                 return nil
             }
-            let invoke = open.removeValue(forKey: slot)
-            completions.append((type, object, invoke, client, invokeLine.removeValue(forKey: slot) ?? line))
+            let opened = open.removeValue(forKey: slot)
+            let invoke = opened?.invoke
+            completions.append((type, object, invoke, client, opened?.line ?? line))
             guard type == "ok" else { return nil }
             guard (object["op"] ?? invoke?["op"])?.stringValue == "put" else { return nil }
             guard let key = (object["key"] ?? invoke?["key"])?.stringValue, let value = (object["value"] ?? invoke?["value"])?.stringValue,
@@ -419,8 +418,8 @@ struct RunFiles {
         self.invocations = invoked
         for c in completions { registerOperation(type: c.type, c.object, invoke: c.invoke, client: c.client, line: c.line) }
         // An operation invoked and never answered (the run ended first): unknown.
-        for (slot, invoke) in open.sorted(by: { (invokeLine[$0.key] ?? 0) < (invokeLine[$1.key] ?? 0) }) {
-            registerOperation(type: "unknown", invoke, invoke: invoke, client: invoke["client"]?.stringValue ?? "", line: invokeLine[slot] ?? 0)
+        for (invoke, line) in open.values.sorted(by: { $0.line < $1.line }) {
+            registerOperation(type: "unknown", invoke, invoke: invoke, client: invoke["client"]?.stringValue ?? "", line: line)
         }
     }
 
