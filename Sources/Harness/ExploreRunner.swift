@@ -108,7 +108,7 @@ public struct ExploreRunner: Sendable {
                 if let forMs = options.forMs, elapsed() >= forMs { break }
                 let g = ExploreGenerator.scenario(seed: options.seed, index: index, maxValueSize: options.maxValueSize)
                 index += 1
-                let path = options.runs + "/" + g.name + "-\(g.runSeed)" + (options.sim ? "-sim" : "") + "/" + g.name + ".scenario"
+                let path = runDirectory(of: g) + "/" + g.name + ".scenario"
                 do {
                     _ = try ScenarioParser.parse(g.text, file: path)
                 } catch {
@@ -178,10 +178,15 @@ public struct ExploreRunner: Sendable {
         var reached: [ExploreTarget] = []
     }
 
+    /// `RUNS/explore-S-i-<run seed>` (`-sim` in the simulator).
+    func runDirectory(of g: ExploreScenario) -> String {
+        options.runs + "/" + g.name + "-\(g.runSeed)" + (options.sim ? "-sim" : "")
+    }
+
     /// Generates scenario `index`, runs it and measures its coverage; nothing is said.
     func runOne(index: Int, scratch: String?) async -> Ran {
         let g = ExploreGenerator.scenario(seed: options.seed, index: index, maxValueSize: options.maxValueSize)
-        let dir = options.runs + "/" + g.name + "-\(g.runSeed)" + (options.sim ? "-sim" : "")
+        let dir = runDirectory(of: g)
         let path = dir + "/" + g.name + ".scenario"
         // In the simulator a passing run's directory is removed at once: it is written in a
         // scratch directory in memory when there is one, and only a failure's is moved to

@@ -55,8 +55,9 @@ public final class SimulatedCluster: ClusterBackend, @unchecked Sendable {
         _ state: KeyValueStore, directory: String, level: Int32, index: LogIndex, term: Term, configuration: Configuration
     ) throws -> SnapshotMetadata {
         let key = TakeKey(index: index, term: term, configuration: configuration, digest: state.digest, level: level)
-        if shareIdenticalTakes, let earlier = taken[key], FileManager.default.fileExists(atPath: earlier.path),
-            let meta = try? SnapshotStore.copy(earlier.path, as: earlier.meta, into: directory)
+        // The earlier file may be gone (superseded on its node): then the copy fails, and the
+        // state is written afresh.
+        if shareIdenticalTakes, let earlier = taken[key], let meta = try? SnapshotStore.copy(earlier.path, as: earlier.meta, into: directory)
         {
             return meta
         }
