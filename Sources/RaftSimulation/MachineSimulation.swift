@@ -385,17 +385,11 @@ public final class MachineSimulation {
         case let .send(m):
             transmit(m)
         case let .sendSnapshotChunk(to, term, meta, offset, length, done):
-            guard let bytes = node.disk.snapshots[Disk.SnapshotKey(meta)] else {
-                node.machine!.step(.snapshotSendFailed(to: to, meta, reason: "file deleted"), now: Millis(now))
-                return
+            switch node.disk.snapshotChunk(from: id, to: to, term: term, meta, offset: offset, length: length, done: done, time: now, invariants: &invariants) {
+            case let .message(m)?: transmit(m)
+            case .fileGone?: node.machine!.step(.snapshotSendFailed(to: to, meta, reason: "file deleted"), now: Millis(now))
+            case nil: break
             }
-            guard offset + UInt64(length) <= UInt64(bytes.count), UInt64(bytes.count) == meta.size else {
-                invariants.fail(.shell, now, "\(id) sends \(length) bytes at \(offset) of \(meta) whose file has \(bytes.count)")
-                return
-            }
-            let data = Array(bytes[Int(offset)..<Int(offset) + length])
-            transmit(Message(from: id, to: to, term: term, body: .snapshotRecoveryRequest(
-                SnapshotRecoveryRequest(index: meta.index, snapshotTerm: meta.term, offset: offset, data: data, done: done))))
         case let .answer(token, answer):
             answered(token, answer, by: node)
         case let .event(event, _):

@@ -141,6 +141,31 @@ extension Disk {
     }
 }
 
+extension Disk {
+    enum ChunkRead {
+        case message(Message)
+        /// The file is gone (superseded twice over): the transfer starts over.
+        case fileGone
+    }
+
+    /// The `SnapshotRecoveryRequest` a node sends for `length` bytes at `offset` of its
+    /// snapshot file `meta`; nil (the shell contract broken, recorded) when the file does not
+    /// hold them.
+    func snapshotChunk(
+        from id: NodeID, to: NodeID, term: Term, _ meta: SnapshotMetadata, offset: UInt64, length: Int, done: Bool, time: Int,
+        invariants: inout Invariants
+    ) -> ChunkRead? {
+        guard let bytes = snapshots[SnapshotKey(meta)] else { return .fileGone }
+        guard offset + UInt64(length) <= UInt64(bytes.count), UInt64(bytes.count) == meta.size else {
+            invariants.fail(.shell, time, "\(id) sends \(length) bytes at \(offset) of \(meta) whose file has \(bytes.count)")
+            return nil
+        }
+        let data = Array(bytes[Int(offset)..<Int(offset) + length])
+        return .message(Message(from: id, to: to, term: term, body: .snapshotRecoveryRequest(
+            SnapshotRecoveryRequest(index: meta.index, snapshotTerm: meta.term, offset: offset, data: data, done: done))))
+    }
+}
+
 /// One simulated member: its disk, and while it runs, its core and state machine.
 struct SimulatedNode {
     let id: NodeID

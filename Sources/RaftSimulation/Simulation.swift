@@ -357,18 +357,11 @@ public final class Simulation {
         case .send(let m):
             transmit(m)
         case let .sendSnapshotChunk(to, term, meta, offset, length, done):
-            guard let bytes = node.disk.snapshots[Disk.SnapshotKey(meta)] else {
-                // The file is gone (superseded twice over): the transfer starts over.
-                node.core!.snapshotSendFailed(to: to, meta, reason: "file deleted")
-                return
+            switch node.disk.snapshotChunk(from: id, to: to, term: term, meta, offset: offset, length: length, done: done, time: now, invariants: &invariants) {
+            case let .message(m)?: transmit(m)
+            case .fileGone?: node.core!.snapshotSendFailed(to: to, meta, reason: "file deleted")
+            case nil: break
             }
-            guard offset + UInt64(length) <= UInt64(bytes.count), UInt64(bytes.count) == meta.size else {
-                invariants.fail(.shell, now, "\(id) sends \(length) bytes at \(offset) of \(meta) whose file has \(bytes.count)")
-                return
-            }
-            let data = Array(bytes[Int(offset)..<Int(offset) + length])
-            transmit(Message(from: id, to: to, term: term, body: .snapshotRecoveryRequest(
-                SnapshotRecoveryRequest(index: meta.index, snapshotTerm: meta.term, offset: offset, data: data, done: done))))
         case .apply(let entries):
             for e in entries {
                 guard e.index == node.state.appliedIndex + 1 else {
