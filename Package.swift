@@ -97,7 +97,7 @@ let package = Package(
         // The checker is HarnessCheck; the process world (link proxies) HarnessProcesses.
         .target(
             name: "Harness",
-            dependencies: ["Raft", "RaftNodeWire", "RaftNodeMachine", "RaftNodeHost", "RaftStorage"],
+            dependencies: ["Raft", "RaftNodeWire", "RaftNodeMachine", "RaftNodeHost", "RaftStorage", "HarnessCheck"],
             swiftSettings: optimizeSimulation
         ),
         // The process world: raft-node children, link proxies over SwiftNIO.

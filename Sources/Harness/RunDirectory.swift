@@ -1,4 +1,5 @@
 import Foundation
+import HarnessCheck
 import RaftNodeHost
 import RaftNodeWire
 
@@ -59,22 +60,10 @@ public let historyNull = "\u{0}null"
 /// The wall time now, UTC, RFC 3339 with microseconds (as events.jsonl).
 public func timestamp() -> String { Timestamp.rfc3339(unixMicros: wallClock()) }
 
-/// `report.json`: `{"scenario":..,"seed":..,"world":"process","verdict":"pass"|"fail","checks":[..],"ms":..}`;
-/// each check `{"name":..,"passed":..,"evidence":[..],"notes":[..]}`.
+/// `report.json`: `{"scenario":..,"seed":..,"world":"process","verdict":"pass"|"fail"|"unknown","checks":[..],"ms":..}`;
+/// each check as `CheckResult.json` gives it.
 public struct RunReport: Sendable {
-    public struct Check: Sendable {
-        public var name: String
-        public var passed: Bool
-        public var evidence: [String]
-        public var notes: [String]
-
-        public init(name: String, passed: Bool, evidence: [String] = [], notes: [String] = []) {
-            self.name = name
-            self.passed = passed
-            self.evidence = evidence
-            self.notes = notes
-        }
-    }
+    public typealias Check = CheckResult
 
     public var scenario: String
     public var seed: UInt64
@@ -93,18 +82,23 @@ public struct RunReport: Sendable {
 
     public var passed: Bool { checks.allSatisfy(\.passed) }
 
-    public var json: String {
-        func list(_ xs: [String]) -> String { "[" + xs.map(jsonString).joined(separator: ",") + "]" }
-        let checks = checks.map {
-            "{" + #""name":"# + jsonString($0.name) + #","passed":"# + ($0.passed ? "true" : "false") + #","evidence":"#
-                + list($0.evidence) + #","notes":"# + list($0.notes) + "}"
-        }
-        return "{" + #""scenario":"# + jsonString(scenario) + #","seed":"# + "\(seed)" + #","world":"# + jsonString(world) + #","verdict":"#
-            + (passed ? #""pass""# : #""fail""#) + #","checks":["# + checks.joined(separator: ",") + #"],"ms":"# + "\(ms)}\n"
+    /// `fail` when a check failed; else `unknown` when a check could not finish; else `pass`.
+    public var verdict: String {
+        if checks.contains(where: { !$0.passed && !$0.unknown }) { return "fail" }
+        return checks.contains(where: \.unknown) ? "unknown" : "pass"
     }
 
+    public var json: String {
+        let object = JSONValue.object([
+            ("scenario", .string(scenario)), ("seed", .int(Int64(bitPattern: seed))), ("world", .string(world)), ("verdict", .string(verdict)),
+            ("checks", .array(checks.map(\.json))), ("ms", .int(Int64(ms))),
+        ])
+        return object.serialized + "\n"
+    }
+
+    /// Written atomically: a reader sees the old report or the new one, never half.
     public func write(to directory: String) throws {
-        try Data(json.utf8).write(to: URL(fileURLWithPath: directory + "/report.json"))
+        try Data(json.utf8).write(to: URL(fileURLWithPath: directory + "/report.json"), options: .atomic)
     }
 }
 

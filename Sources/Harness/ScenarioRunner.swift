@@ -131,10 +131,10 @@ public struct ScenarioRunner: Sendable {
         checks += checker(directory)
         let report = RunReport(scenario: scenario.name, seed: seed, world: world.rawValue, checks: checks, ms: runMs())
         for c in checks where !c.passed {
-            say("  check \(c.name) FAILED")
+            say("  check \(c.name) \(c.unknown ? "UNKNOWN (ran out of its bound: no pass)" : "FAILED")")
             for e in c.evidence { say("    \(e)") }
         }
-        recorder.log("verdict \(report.passed ? "pass" : "fail") in \(report.ms)ms")
+        recorder.log("verdict \(report.verdict) in \(report.ms)ms")
         recorder.close()
         do {
             try report.write(to: directory)
@@ -142,7 +142,7 @@ public struct ScenarioRunner: Sendable {
             say("  cannot write \(directory)/report.json: \(error)")
         }
         onRun?(nil)
-        say("=== \(scenario.name): \(report.passed ? "pass" : "FAIL") in \(String(format: "%.1f", Double(report.ms) / 1000))s")
+        say("=== \(scenario.name): \(report.verdict == "pass" ? "pass" : report.verdict.uppercased()) in \(String(format: "%.1f", Double(report.ms) / 1000))s")
         return RunOutcome(report: report, stepFailure: failure, directory: directory)
     }
 }

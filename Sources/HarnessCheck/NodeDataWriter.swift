@@ -29,10 +29,12 @@ public final class NodeDataWriter {
     private let storage: NodeStorage
     private var eventLines: [String] = []
 
-    public init(directory: String, node: NodeID) throws {
+    /// `keepArchive`: as a node the harness starts, keep what compactions free and newer
+    /// snapshots supersede in `archive/`.
+    public init(directory: String, node: NodeID, keepArchive: Bool = true) throws {
         self.directory = directory
         self.node = node
-        storage = try NodeStorage(directory: directory)
+        storage = try NodeStorage(directory: directory, keepArchive: keepArchive)
     }
 
     /// The payload of a put command.
@@ -63,6 +65,11 @@ public final class NodeDataWriter {
         try Self.store(pairs).serialize { try writer.write($0) }
         _ = try writer.finish()
         if compact { try storage.log.compact(through: index, term: term) }
+    }
+
+    /// An `apply` event: entries `from` through `index` applied, the last of term `term`.
+    public func apply(from: LogIndex, through index: LogIndex, term: Term, ts: String) {
+        event("apply", term: term, ts: ts, [("index", .int(index)), ("from", .int(from))])
     }
 
     /// Appends an events.jsonl line: `ts`, `node`, `term`, `event`, then `fields`.

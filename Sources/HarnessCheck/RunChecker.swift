@@ -8,24 +8,61 @@ import RaftStorage
 /// evidence (nodes, term, index, file and byte offset or line). `notes` say what was checked
 /// and what could not be (a lagging node, a node whose files are damaged...).
 public struct CheckResult: Sendable, Hashable {
-    /// `files`, `one-leader-per-term`, `log-matching`, `committed-entries`,
-    /// `acknowledged-writes`, `converged-state` or `linearizable`.
+    /// `steps` (the harness's), `files`, `one-leader-per-term`, `log-matching`,
+    /// `committed-entries`, `acknowledged-writes`, `converged-state`, `linearizable`,
+    /// `snapshot-states`, `applied-in-order` or `configurations`.
     public var name: String
+    /// The check held. False both when it failed and when it could not finish.
     public var passed: Bool
+    /// The check could not finish within its bound: neither a pass nor a failure (the run's
+    /// verdict is then `unknown`, unless another check failed).
+    public var unknown: Bool
     /// One line a violation (empty when passed).
     public var evidence: [String]
     public var notes: [String]
+    /// How much it verified, e.g. `terms` 4, `indices` 312: a pass over nothing shows.
+    public var verified: [Count]
+    /// When the first violation happened (Unix microseconds, on the run's clock), when the
+    /// files say.
+    public var firstViolationAt: Int64?
 
-    public init(name: String, passed: Bool, evidence: [String] = [], notes: [String] = []) {
-        self.name = name
-        self.passed = passed
-        self.evidence = evidence
-        self.notes = notes
+    public struct Count: Sendable, Hashable {
+        public var what: String
+        public var count: Int
+        public init(_ what: String, _ count: Int) {
+            self.what = what
+            self.count = count
+        }
     }
 
-    /// `{"name":..,"passed":..,"evidence":[..],"notes":[..]}`, for report.json.
+    public init(
+        name: String, passed: Bool, unknown: Bool = false, evidence: [String] = [], notes: [String] = [], verified: [Count] = [],
+        firstViolationAt: Int64? = nil
+    ) {
+        self.name = name
+        self.passed = passed && !unknown
+        self.unknown = unknown
+        self.evidence = evidence
+        self.notes = notes
+        self.verified = verified
+        self.firstViolationAt = firstViolationAt
+    }
+
+    /// `pass`, `fail` or `unknown`.
+    public var status: String { passed ? "pass" : unknown ? "unknown" : "fail" }
+
+    /// Nothing was verified: every count is zero (a check that reports no counts is not
+    /// judged so).
+    public var verifiedNothing: Bool { !verified.isEmpty && verified.allSatisfy { $0.count == 0 } }
+
+    /// `{"name":..,"passed":..,"status":..,"verified":{..},"at":..,"evidence":[..],"notes":[..]}`,
+    /// for report.json (`at`, the first violation's time, only when known).
     public var json: JSONValue {
-        .object([("name", .string(name)), ("passed", .bool(passed)), ("evidence", .strings(evidence)), ("notes", .strings(notes))])
+        var fields: [(String, JSONValue)] = [("name", .string(name)), ("passed", .bool(passed)), ("status", .string(status))]
+        fields.append(("verified", .object(verified.map { ($0.what, .int(Int64($0.count))) })))
+        if let t = firstViolationAt { fields.append(("at", .string(Timestamp.rfc3339(unixMicros: t)))) }
+        fields += [("evidence", .strings(evidence)), ("notes", .strings(notes))]
+        return .object(fields)
     }
 }
 
@@ -102,8 +139,10 @@ public struct CheckResult: Sendable, Hashable {
 /// on with what could be read, and skip the states of a node whose storage is damaged.
 public enum RunChecker {
     /// The results, in the order above (`files` first). The run passes when all passed.
-    public static func check(runDirectory: String) -> [CheckResult] {
+    /// `linearizabilityBudget`: the steps check 6 may search each key for (then `unknown`).
+    public static func check(runDirectory: String, linearizabilityBudget: Int = 5_000_000) -> [CheckResult] {
         var checker = Checker(RunFiles(directory: runDirectory))
+        checker.linearizabilityBudget = linearizabilityBudget
         return checker.checkAll()
     }
 }
@@ -113,13 +152,22 @@ private let maxEvidence = 40
 struct Checker {
     let run: RunFiles
     var nodes: [NodeFiles] { run.nodes }
+    /// The committed entries every file holds (checks 7-9).
+    let committedLog: CommittedLog
+    var linearizabilityBudget = 5_000_000
     /// States computed so far, by node and index.
     private var states: [String: [LogIndex: ReplayedState]] = [:]
 
-    init(_ run: RunFiles) { self.run = run }
+    init(_ run: RunFiles) {
+        self.run = run
+        committedLog = CommittedLog(run.nodes)
+    }
 
     mutating func checkAll() -> [CheckResult] {
-        [files(), oneLeaderPerTerm(), logMatching(), committedEntries(), acknowledgedWrites(), convergedState(), linearizable()]
+        [
+            files(), oneLeaderPerTerm(), logMatching(), committedEntries(), acknowledgedWrites(), convergedState(), linearizable(),
+            snapshotStates(), appliedInOrder(), configurations(),
+        ]
     }
 
     // MARK: linearizable (check 6)
@@ -128,7 +176,7 @@ struct Checker {
     /// operation may take effect at any time after its invocation, or never. A search past
     /// its budget is no pass: it fails the check, saying so.
     func linearizable() -> CheckResult {
-        let report = Linearizability.check(byKey: run.registers)
+        let report = Linearizability.check(byKey: run.registers, budget: linearizabilityBudget)
         var evidence: [String] = []
         if let v = report.violation {
             evidence.append(
@@ -143,17 +191,27 @@ struct Checker {
         let unknown = run.registers.values.reduce(0) { $0 + $1.filter { $0.completed == nil }.count }
         var notes = ["\(report.operations) operations on \(report.keys) keys (\(gets) gets, \(unknown) unknown) checked as registers"]
         if run.untimedOperations > 0 { notes.append("\(run.untimedOperations) operations without a time stamp left out") }
-        return Self.result("linearizable", evidence, notes)
+        // Past its budget with no violation found: neither a pass nor a failure.
+        let undecided = report.violation == nil && !report.unknownKeys.isEmpty
+        // The fragment is wrong once its last operation has answered.
+        let at = report.violation.flatMap { v in v.fragment.map { $0.completed ?? $0.invoked }.max() }
+        return Self.result(
+            "linearizable", evidence, notes, unknown: undecided,
+            verified: [.init("operations", report.operations), .init("keys", report.keys)], at: at)
     }
 
-    static func result(_ name: String, _ evidence: [String], _ notes: [String]) -> CheckResult {
+    static func result(
+        _ name: String, _ evidence: [String], _ notes: [String], unknown: Bool = false, verified: [CheckResult.Count] = [], at: Int64? = nil
+    ) -> CheckResult {
         var ev = evidence
         if ev.count > maxEvidence {
             let more = ev.count - maxEvidence
             ev.removeLast(more)
             ev.append("... and \(more) more")
         }
-        return CheckResult(name: name, passed: evidence.isEmpty, evidence: ev, notes: notes)
+        return CheckResult(
+            name: name, passed: evidence.isEmpty, unknown: unknown && !evidence.isEmpty, evidence: ev, notes: notes, verified: verified,
+            firstViolationAt: evidence.isEmpty ? nil : at)
     }
 
     func events(_ n: NodeFiles, _ e: LoggedEvent) -> String { "\(n.eventsFile) line \(e.line)" }
@@ -171,7 +229,14 @@ struct Checker {
             }
         }
         notes.append("\(nodes.count) nodes: " + nodes.map { "\($0.name) log \($0.prevIndex + 1)...\($0.lastIndex) snapshot \($0.snapshotIndex) commit \($0.commitIndex.index)" }.joined(separator: "; "))
-        return Self.result("files", evidence, notes)
+        let archived = nodes.reduce(0) { $0 + $1.archivedEntries.count }
+        if archived > 0 { notes.append("\(archived) entries read from archives and before compaction points") }
+        return Self.result(
+            "files", evidence, notes,
+            verified: [
+                .init("nodes", nodes.count), .init("entries", nodes.reduce(0) { $0 + $1.entries.count } + archived),
+                .init("snapshots", nodes.reduce(0) { $0 + $1.allSnapshots.count }), .init("events", nodes.reduce(0) { $0 + $1.events.count }),
+            ])
     }
 
     // MARK: 1
@@ -190,7 +255,7 @@ struct Checker {
             let who = leaders[term]!
             evidence.append("term \(term) had \(who.count) leaders: " + who.map { "\($0.0) (\($0.1))" }.joined(separator: ", "))
         }
-        return Self.result("one-leader-per-term", evidence, ["\(leaders.count) terms with a leader"])
+        return Self.result("one-leader-per-term", evidence, ["\(leaders.count) terms with a leader"], verified: [.init("terms", leaders.count)])
     }
 
     // MARK: 2
@@ -221,11 +286,13 @@ struct Checker {
 
     func logMatching() -> CheckResult {
         var evidence: [String] = []
+        var compared = 0
         let all = nodes.map { points($0, committedOnly: false) }
         for a in 0..<nodes.count {
             for b in (a + 1)..<max(a + 1, nodes.count) {
                 let pa = all[a], pb = all[b]
                 let common = Set(pa.keys).intersection(pb.keys).sorted(by: >)
+                compared += common.count
                 var agreedAt: (LogIndex, Term)?
                 var reported = 0
                 for i in common {
@@ -242,7 +309,7 @@ struct Checker {
                 }
             }
         }
-        return Self.result("log-matching", evidence, ["\(nodes.count) logs compared pairwise"])
+        return Self.result("log-matching", evidence, ["\(nodes.count) logs compared pairwise"], verified: [.init("indices", compared)])
     }
 
     // MARK: 3
@@ -265,6 +332,18 @@ struct Checker {
                     evidence.append("committed index \(i) differs between nodes: \(q.describe); \(p.describe)\(why)")
                 }
                 if q.digest == nil && p.digest != nil { committed[i] = p }
+            }
+            // What its archive holds was committed too.
+            for e in n.archivedEntries {
+                let p = Point(node: n.name, term: e.term, type: e.entry.type, digest: e.digest, place: e.place)
+                guard let q = committed[e.index] else {
+                    committed[e.index] = p
+                    continue
+                }
+                if p.term != q.term || (q.digest != nil && (p.digest != q.digest || p.type != q.type)) {
+                    evidence.append("committed index \(e.index) differs between nodes: \(q.describe); \(p.describe) (compacted, so committed)")
+                }
+                if q.digest == nil { committed[e.index] = p }
             }
         }
         // b. leaders hold what was committed before their term.
@@ -334,7 +413,9 @@ struct Checker {
             }
         }
         notes.append("\(committed.count) committed indices known from the files; \(leaderTerms) leader terms checked for completeness; \(truncations) truncations, \(compactions) compactions and \(installs) installs checked against the commit indices reported")
-        return Self.result("committed-entries", evidence, notes)
+        return Self.result(
+            "committed-entries", evidence, notes,
+            verified: [.init("indices", committed.count), .init("leader terms", leaderTerms), .init("truncations", truncations), .init("compactions", compactions)])
     }
 
     // MARK: 4
@@ -496,7 +577,7 @@ struct Checker {
             }
         }
         notes.append("\(acks.count) acknowledged puts; \(judged) (member, key) final values judged")
-        return Self.result("acknowledged-writes", evidence, notes)
+        return Self.result("acknowledged-writes", evidence, notes, verified: [.init("operations", acks.count), .init("values", judged)])
     }
 
     // MARK: 5
@@ -538,7 +619,8 @@ struct Checker {
             }
         }
         notes.append("\(run.converged.count) converged lines in harness.log")
-        return Self.result("converged-state", evidence, notes)
+        return Self.result(
+            "converged-state", evidence, notes, verified: [.init("converged lines", run.converged.count), .init("indices", at.count)])
     }
 }
 

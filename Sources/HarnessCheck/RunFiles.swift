@@ -47,7 +47,7 @@ struct LoggedEntry {
     var place: String { "\(file) at byte \(offset)" }
 }
 
-/// The newest snapshot file of a node.
+/// A snapshot file of a node: its newest, or one in its archive.
 struct SnapshotInfo {
     var index: LogIndex
     var term: Term
@@ -65,6 +65,8 @@ struct LoggedEvent {
     var line: Int
     var term: Term
     var event: NodeEvent
+    /// Its `ts` (Unix microseconds), when the line has a readable one.
+    var ts: Int64?
 
     var isLeader: Bool { if case .role("leader", _) = event { true } else { false } }
 
@@ -92,6 +94,13 @@ struct NodeFiles {
     /// The log after the compaction point, consecutive from prevIndex + 1.
     var entries: [LoggedEntry] = []
     var snapshot: SnapshotInfo?
+    /// What `archive/` keeps (SPEC section 3), with the records of the oldest live segment
+    /// before the compaction point: entries compacted away, all committed (a compaction
+    /// drops only a prefix that a snapshot covers), by index; and superseded snapshots.
+    var archivedEntries: [LoggedEntry] = []
+    var archivedSnapshots: [SnapshotInfo] = []
+    /// Every snapshot file the node's files hold: the archived ones, then the newest.
+    var allSnapshots: [SnapshotInfo] { archivedSnapshots + (snapshot.map { [$0] } ?? []) }
     var events: [LoggedEvent] = []
     var eventsFile: String { dir + "/events.jsonl" }
     var problems: [FileProblem] = []
@@ -154,6 +163,23 @@ struct ConvergedRecord {
     var nodes: [String]
 }
 
+/// What reading one node's files leaves for the next: the states of snapshot files read so
+/// far, by header (identical files are inflated once), and the indices archived segments
+/// read so far held (another node's archived segment wholly within them is not read: its
+/// entries were committed, and so the same).
+struct SnapshotStates {
+    var byHeader: [SnapshotHeader: KeyValueStore] = [:]
+    var archivedRanges: [ClosedRange<LogIndex>] = []
+
+    func archived(_ range: ClosedRange<LogIndex>) -> Bool {
+        archivedRanges.contains { $0.contains(range.lowerBound) && $0.contains(range.upperBound) }
+    }
+}
+
+enum FileSystemName {
+    static func base(_ path: String) -> String { path.split(separator: "/").last.map(String.init) ?? path }
+}
+
 /// Everything the checker reads from a run directory.
 struct RunFiles {
     var directory: String
@@ -173,8 +199,9 @@ struct RunFiles {
         self.directory = directory
         let nodesDir = directory + "/nodes"
         let names = (try? FileManager.default.contentsOfDirectory(atPath: nodesDir)) ?? []
+        var states = SnapshotStates()
         for name in names.sorted() where isDirectory(nodesDir + "/" + name) {
-            nodes.append(Self.loadNode(name: name, runDirectory: directory))
+            nodes.append(Self.loadNode(name: name, runDirectory: directory, states: &states))
         }
         if names.isEmpty { problems.append(FileProblem(file: "nodes", "no node data dirs")) }
         loadHistory()
@@ -187,12 +214,13 @@ struct RunFiles {
     /// that, while the node runs, nothing read later contradicts a commit read earlier. A
     /// file that vanishes while it is read (compaction, a newer snapshot), or a base past the
     /// snapshot read before it, means the node moved on: read again (three times at most).
-    static func loadNode(name: String, runDirectory: String) -> NodeFiles {
+    static func loadNode(name: String, runDirectory: String, states: inout SnapshotStates) -> NodeFiles {
         var node = NodeFiles(name: name, dir: "nodes/" + name)
         for attempt in 0..<3 {
             node = NodeFiles(name: name, dir: "nodes/" + name)
-            if !loadNodeOnce(&node, runDirectory: runDirectory, last: attempt == 2) { break }
+            if !loadNodeOnce(&node, runDirectory: runDirectory, last: attempt == 2, states: &states) { break }
         }
+        loadArchive(&node, runDirectory: runDirectory, states: &states)
         // No data at all beside earlier events: wiped (the harness keeps events.jsonl) and not
         // started since. Its events tell of data that is gone.
         if node.hardState == nil && node.snapshot == nil && node.entries.isEmpty && node.prevIndex == 0 && !node.events.isEmpty && node.problems.isEmpty {
@@ -204,7 +232,7 @@ struct RunFiles {
 
     /// Returns true when the files changed under the read.
     /// On the `last` attempt, what changed is reported as a problem instead.
-    private static func loadNodeOnce(_ node: inout NodeFiles, runDirectory: String, last: Bool) -> Bool {
+    private static func loadNodeOnce(_ node: inout NodeFiles, runDirectory: String, last: Bool, states: inout SnapshotStates) -> Bool {
         let abs = runDirectory + "/" + node.dir
         func rel(_ path: String) -> String {
             path.hasPrefix(runDirectory + "/") ? String(path.dropFirst(runDirectory.count + 1)) : path
@@ -236,20 +264,8 @@ struct RunFiles {
         if let newest = snapNames.last {
             let path = snapDir + "/" + newest
             do {
-                let reader = try SnapshotReader(path: path)
-                let h = reader.header
-                if let (term, index) = SnapshotHeader.parseFileName(newest), term != h.term || index != h.index {
-                    node.problems.append(FileProblem(file: rel(path), offset: 16, "the header says index \(h.index) term \(h.term), the file name says index \(index) term \(term)"))
-                }
-                var info = SnapshotInfo(index: h.index, term: h.term, configuration: h.configuration, file: rel(path), bytes: h.fileSize)
-                var restorer = KeyValueRestorer()
-                do {
-                    try reader.forEachPiece { try restorer.feed($0) }
-                    info.state = try restorer.finish()
-                } catch let e as DecodingError {
-                    node.problems.append(FileProblem(file: rel(path), "the state is not key-value state: \(e.detail) at byte \(e.offset) of the decompressed state"))
-                    node.storageDamaged = true
-                }
+                let info = try readSnapshot(path: path, relative: rel(path), problems: &node.problems, states: &states)
+                if info.state == nil { node.storageDamaged = true }
                 node.snapshot = info
             } catch {
                 if vanished(path) { return true }
@@ -312,6 +328,9 @@ struct RunFiles {
                     break
                 }
             }
+            for (k, e) in scan.entries.enumerated() where e.index <= node.prevIndex {
+                node.archivedEntries.append(LoggedEntry(entry: e, file: rel(path), offset: scan.offsets[k], digest: StableHash.of(e.payload)))
+            }
             for (k, e) in scan.entries.enumerated() where e.index > node.prevIndex {
                 if let last = node.entries.last, e.term < last.term {
                     node.problems.append(FileProblem(file: rel(path), offset: scan.offsets[k], "term goes back from \(last.term) to \(e.term) at index \(e.index)"))
@@ -332,6 +351,84 @@ struct RunFiles {
             }
         }
         return false
+    }
+
+    /// A snapshot file's header and state. A file whose header equals one read before (the
+    /// same index, term, configuration, sizes and body checksum: the simulator's shared takes,
+    /// archived copies) has its body's checksum checked, and its state taken from the first.
+    static func readSnapshot(path: String, relative: String, problems: inout [FileProblem], states: inout SnapshotStates) throws -> SnapshotInfo {
+        let header = try SnapshotHeader.read(path: path)
+        let name = FileSystemName.base(path)
+        if let (term, index) = SnapshotHeader.parseFileName(name), term != header.term || index != header.index {
+            problems.append(FileProblem(file: relative, offset: 16, "the header says index \(header.index) term \(header.term), the file name says index \(index) term \(term)"))
+        }
+        var info = SnapshotInfo(index: header.index, term: header.term, configuration: header.configuration, file: relative, bytes: header.fileSize)
+        if let known = states.byHeader[header] {
+            try header.verifyBody(path: path)
+            info.state = known
+            return info
+        }
+        let reader = try SnapshotReader(path: path)
+        var restorer = KeyValueRestorer()
+        do {
+            try reader.forEachPiece { try restorer.feed($0) }
+            let state = try restorer.finish()
+            info.state = state
+            states.byHeader[header] = state
+        } catch let e as DecodingError {
+            problems.append(FileProblem(file: relative, "the state is not key-value state: \(e.detail) at byte \(e.offset) of the decompressed state"))
+        }
+        return info
+    }
+
+    /// `archive/log/*.seg` and `archive/snapshot/*.ss`: a damaged file there is a problem
+    /// (the `files` check fails), and what it holds is left out.
+    static func loadArchive(_ node: inout NodeFiles, runDirectory: String, states: inout SnapshotStates) {
+        let dir = node.dir + "/archive"
+        let abs = runDirectory + "/" + dir
+        guard isDirectory(abs) else { return }
+        let logNames = ((try? FileManager.default.contentsOfDirectory(atPath: abs + "/log")) ?? [])
+            .compactMap { name in LogSegment.firstIndex(fileName: name).map { ($0, name) } }.sorted { $0.0 < $1.0 }
+        var seen = Set(node.archivedEntries.map(\.index))
+        var skipped = 0
+        for (k, (first, name)) in logNames.enumerated() {
+            let file = dir + "/log/" + name
+            // Segments are consecutive: all but the last end where the next begins.
+            if k + 1 < logNames.count, logNames[k + 1].0 > first, states.archived(first...(logNames[k + 1].0 - 1)) {
+                skipped += 1
+                continue
+            }
+            do {
+                let scan = try LogSegment.scan(path: abs + "/log/" + name)
+                if let a = scan.entries.first?.index, let b = scan.entries.last?.index { states.archivedRanges.append(a...b) }
+                for (k, e) in scan.entries.enumerated() where seen.insert(e.index).inserted {
+                    node.archivedEntries.append(LoggedEntry(entry: e, file: file, offset: scan.offsets[k], digest: StableHash.of(e.payload)))
+                }
+                if let p = scan.problem, !scan.looksTorn {
+                    node.problems.append(FileProblem(file: file, offset: p.offset, p.detail))
+                }
+            } catch let e as StorageError {
+                node.problems.append(FileProblem(file: file, offset: e.offset, e.detail))
+            } catch {
+                node.problems.append(FileProblem(file: file, "\(error)"))
+            }
+        }
+        node.archivedEntries.sort { $0.index < $1.index }
+        if skipped > 0 {
+            node.notes.append("\(skipped) archived segments of \(node.dir) not read: other nodes' archives hold their indices")
+        }
+        let snapNames = ((try? FileManager.default.contentsOfDirectory(atPath: abs + "/snapshot")) ?? [])
+            .filter { SnapshotHeader.parseFileName($0) != nil }.sorted()
+        for name in snapNames {
+            let file = dir + "/snapshot/" + name
+            do {
+                node.archivedSnapshots.append(try readSnapshot(path: abs + "/snapshot/" + name, relative: file, problems: &node.problems, states: &states))
+            } catch let e as StorageError {
+                node.problems.append(FileProblem(file: file, offset: e.offset, e.detail))
+            } catch {
+                node.problems.append(FileProblem(file: file, "\(error)"))
+            }
+        }
     }
 
     /// log/base: magic `RAFTBASE`, version u32 (1), prevIndex u64, prevTerm u64, CRC-32 u32.
@@ -370,7 +467,8 @@ struct RunFiles {
             guard let e = NodeEventLine(object) else {
                 return "not an event of SPEC section 4 (event \(object["event"]!.serialized), or its fields)"
             }
-            node.events.append(LoggedEvent(line: line, term: e.term, event: e.event))
+            let ts = object["ts"]?.stringValue.flatMap(Timestamp.unixMicros(rfc3339:))
+            node.events.append(LoggedEvent(line: line, term: e.term, event: e.event, ts: ts))
             return nil
         }
         // A start with empty data after earlier events: the data was wiped.
@@ -480,7 +578,9 @@ func forEachJSONLine(_ bytes: [UInt8], file: String, problems: inout [FileProble
     bytes.withUnsafeBytes { all in
         while start < all.count {
             line += 1
-            let end = all[start...].firstIndex(of: UInt8(ascii: "\n")) ?? all.count
+            // memchr: a generic search over the slice ran at a few MB/s (history.jsonl of a
+            // run with 64 KiB values is hundreds of MB).
+            let end = memchr(all.baseAddress! + start, 0x0a, all.count - start).map { all.baseAddress!.distance(to: UnsafeRawPointer($0)) } ?? all.count
             let finished = end < all.count
             defer { start = end + 1 }
             let slice = UnsafeRawBufferPointer(rebasing: all[start..<end])

@@ -149,7 +149,7 @@ public final class ProcessBackend: ClusterBackend {
     func baseArguments(_ name: String, _ settings: NodeSettings) throws -> [String] {
         [
             "--name", name, "--data-dir", dataDirectory(name), "--listen", try realPeerPath(name),
-            "--client", try clientPath(name), "--exit-on-stdin-close",
+            "--client", try clientPath(name), "--exit-on-stdin-close", "--keep-history",
         ] + settings.arguments
     }
 

@@ -18,9 +18,12 @@ public struct StableHash: Sendable {
     }
 
     public mutating func combine(_ buffer: UnsafeRawBufferPointer) {
+        guard let base = buffer.baseAddress else { return }
+        // Indexing a typed pointer: iterating the raw buffer was a call per byte.
+        let bytes = base.assumingMemoryBound(to: UInt8.self)
         var v = value
-        for b in buffer {
-            v ^= UInt64(b)
+        for i in 0..<buffer.count {
+            v ^= UInt64(bytes[i])
             v &*= 0x0000_0100_0000_01b3
         }
         value = v

@@ -75,7 +75,7 @@ public enum NodeRuntime {
         // hold up the peer connections (a heartbeat late by 200 ms is an election).
         let clientGroup = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         // Open the files first: a damaged data dir refuses to start, naming file and offset.
-        let storage = try NodeStorage(directory: options.dataDir)
+        let storage = try NodeStorage(directory: options.dataDir, keepArchive: options.keepHistory)
         if try storage.durableState().snapshot == nil && storage.log.log.lastIndex == 0 && !options.join {
             guard !options.initialMembers.isEmpty else {
                 throw NodeError("\(options.dataDir) holds no state: give the first configuration with --member, or --join to wait to be added")
@@ -194,7 +194,7 @@ final class NodeLoop {
         self.transport = transport
         // Segments freed by a compaction are unlinked off the loop: hundreds of megabytes of
         // them took 400 ms, with no heartbeat sent meanwhile.
-        storage = try NodeStorage(directory: options.dataDir, logOptions: .init(removeInBackground: true))
+        storage = try NodeStorage(directory: options.dataDir, logOptions: .init(removeInBackground: true), keepArchive: options.keepHistory)
         events = EventLog(path: options.dataDir + "/events.jsonl", node: options.name)
         let nodeLog = NodeLog(path: options.dataDir + "/node.log")
         self.nodeLog = nodeLog
@@ -207,6 +207,7 @@ final class NodeLoop {
             name: options.name, settings: options.settings, tickMs: options.tickMs, requestTimeoutMs: options.requestTimeoutMs,
             initialAddresses: options.initialMembers)
         config.ignoreSnapshotAfterRestart = FaultSwitch.isOn(.ignoreSnapshotAfterRestart)
+        config.writeApplyEvents = options.keepHistory
         machine = NodeMachine(config: config, seed: UInt64(truncatingIfNeeded: DispatchTime.now().uptimeNanoseconds), state: state, store: store, now: 0)
     }
 

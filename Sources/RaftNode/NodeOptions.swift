@@ -22,6 +22,9 @@ public struct NodeOptions: Sendable {
     public var requestTimeoutMs: Int = 10_000
     /// Exit when standard input closes (a supervising parent died).
     public var exitOnStdinClose = false
+    /// Keep what compactions free and newer snapshots supersede in `archive/`, and write
+    /// `apply` events: the whole history, for the harness's checker (SPEC sections 3, 4).
+    public var keepHistory = false
 
     public init(name: NodeID, dataDir: String, peerAddress: String, clientSocket: String) {
         self.name = name

@@ -103,6 +103,9 @@ struct RaftNodeCommand: AsyncParsableCommand {
     @Flag(name: .customLong("exit-on-stdin-close"), help: "Exit when standard input closes (for a supervising parent).")
     var exitOnStdinClose = false
 
+    @Flag(name: .customLong("keep-history"), help: "Keep compacted log segments and superseded snapshots in DATA-DIR/archive/ and write apply events, so that a checker sees the whole history (the harness sets it). Without it an archive/ left in DATA-DIR is deleted.")
+    var keepHistory = false
+
     func validate() throws {
         guard isValidNodeName(name) else { throw ValidationError("--name '\(name)' is not a node name ([a-z][a-z0-9-]*)") }
         for m in members where parseMember(m) == nil {
@@ -123,6 +126,7 @@ struct RaftNodeCommand: AsyncParsableCommand {
         options.initialMembers = initial
         options.apply(try settings())
         options.exitOnStdinClose = exitOnStdinClose
+        options.keepHistory = keepHistory
         options.join = join
         do {
             let code = try await NodeRuntime.run(options)

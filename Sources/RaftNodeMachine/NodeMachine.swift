@@ -85,6 +85,9 @@ public struct NodeMachine: Sendable {
         /// The planted fault of the trust issue: a node restarted on data ignores snapshot
         /// offers (only in a -DRAFT_FAULTS build, with RAFT_FAULT set).
         public var ignoreSnapshotAfterRestart = false
+        /// Write an `apply` event for each batch of entries applied (nodes the harness
+        /// starts: its checker verifies the order, SPEC section 4).
+        public var writeApplyEvents = false
 
         public init(name: NodeID, settings: Settings, tickMs: Int, requestTimeoutMs: Int, initialAddresses: [NodeID: String]) {
             self.name = name
@@ -402,6 +405,9 @@ public struct NodeMachine: Sendable {
     }
 
     private mutating func apply(_ entries: [Entry]) {
+        if config.writeApplyEvents, let first = entries.first, let last = entries.last {
+            emit(.apply(from: first.index, index: last.index, term: last.term))
+        }
         for e in entries {
             var read: String?? = nil
             if e.type == .command {

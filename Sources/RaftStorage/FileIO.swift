@@ -223,6 +223,20 @@ enum FileSystem {
         UnsyncedWrites.note(.removed(path))
     }
 
+    /// Removes a directory and everything in it (`rm -r`); a missing one is not an error.
+    static func removeTree(_ path: String) throws {
+        var st = stat()
+        guard lstat(path, &st) == 0 else { return }
+        if (st.st_mode & S_IFMT) == S_IFDIR {
+            for name in try list(path) { try removeTree(join(path, name)) }
+            if rmdir(path) != 0 && errno != ENOENT {
+                throw StorageError(.io, file: path, "cannot remove directory: \(errnoText())")
+            }
+        } else {
+            try remove(path)
+        }
+    }
+
     static func rename(_ from: String, _ to: String) throws {
         if Glibc_rename(from, to) != 0 {
             throw StorageError(.io, file: from, "cannot rename to \(to): \(errnoText())")

@@ -17,7 +17,8 @@ import Raft
 /// - `truncate(from:)` removes a suffix: it deletes the newer segments, newest first, and
 ///   cuts the segment holding `from` at that record. Durable on return.
 /// - `compact(through:term:)` records the new compaction point atomically in `base`, then
-///   deletes the segments that lie wholly before it. Durable on return. Never rewrites a
+///   deletes the segments that lie wholly before it (or archives them, `Archive`). Durable
+///   on return. Never rewrites a
 ///   segment: the records before the compaction point in the oldest kept segment are
 ///   skipped when the log is read.
 /// - Opening cuts off a torn last record of the newest segment (an append a crash
@@ -114,7 +115,7 @@ public final class LogStore {
         var removed = false
         for (i, seg) in found.enumerated() {
             if i + 1 < found.count && found[i + 1].0 <= prevIndex + 1 {
-                try FileSystem.remove(seg.1)
+                try Archive.retire(seg.1, from: directory)
                 removed = true
             } else {
                 live.append(seg)
@@ -312,11 +313,11 @@ public final class LogStore {
                 let directory = self.directory
                 remover.async { [freed] in
                     // A failure leaves a segment wholly before the base: the next open deletes it.
-                    for path in freed { try? FileSystem.remove(path) }
+                    for path in freed { try? Archive.retire(path, from: directory) }
                     try? FileSystem.syncDirectory(directory)
                 }
             } else {
-                for path in freed { try FileSystem.remove(path) }
+                for path in freed { try Archive.retire(path, from: directory) }
                 try FileSystem.syncDirectory(directory)
             }
         }

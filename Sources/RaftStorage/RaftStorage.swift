@@ -4,6 +4,8 @@
 //   DIR/log/base                 the compaction point: prevIndex and prevTerm (LogStore)
 //   DIR/log/<first index>.seg    log segments: append-only checksummed records (LogStore)
 //   DIR/snapshot/<term>_<index>.ss  zlib-compressed snapshot files (SnapshotStore)
+//   DIR/archive/log, DIR/archive/snapshot  what compactions freed and newer snapshots
+//                                superseded, kept for a checker (Archive; harness runs only)
 //
 // Numbers in file names are zero-padded to 20 digits, so that names sort by age.
 // Everything acknowledged is fsynced first; everything replaced is replaced by writing a
@@ -24,6 +26,7 @@
 //   SnapshotReader.swift   checks a snapshot file and streams its state back
 //   SnapshotStore.swift    the snapshot directory: latest, raw chunks, receiving from a leader
 //   GoraftImport.swift     converts goraft's JSON snapshot files
+//   Archive.swift          keeping retired files instead of deleting them
 
 import Raft
 
@@ -40,10 +43,13 @@ public final class NodeStorage {
     public let snapshots: SnapshotStore
 
     /// Opens (creating if needed) the stores under `directory`. Throws a `StorageError`
-    /// naming the file and offset when something on disk is damaged.
-    public init(directory: String, logOptions: LogStore.Options = .init(), compressionLevel: Int32 = 1) throws {
+    /// naming the file and offset when something on disk is damaged. `keepArchive`: keep
+    /// what compactions free and what newer snapshots supersede in `archive/` (`Archive`;
+    /// nodes the harness starts); without it an `archive/` left there is deleted.
+    public init(directory: String, logOptions: LogStore.Options = .init(), compressionLevel: Int32 = 1, keepArchive: Bool = false) throws {
         self.directory = directory
         try FileSystem.createDirectory(directory)
+        try Archive.prepare(dataDirectory: directory, keep: keepArchive)
         meta = try MetaStore(directory: directory)
         log = try LogStore(directory: FileSystem.join(directory, "log"), options: logOptions)
         snapshots = try SnapshotStore(directory: FileSystem.join(directory, "snapshot"), compressionLevel: compressionLevel)

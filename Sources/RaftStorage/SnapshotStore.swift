@@ -8,8 +8,8 @@ import Darwin
 import Raft
 
 /// The snapshot directory of a node: `<term>_<index>.ss` files (`SnapshotHeader`), the
-/// newest of which is the node's snapshot. Older ones are deleted once a newer one is
-/// durable; temporary files (`*.tmp`) left by a crash are deleted when the store opens.
+/// newest of which is the node's snapshot. Older ones are deleted (or archived, `Archive`)
+/// once a newer one is durable; temporary files (`*.tmp`) left by a crash are deleted when the store opens.
 ///
 /// - Taking a snapshot: `create(...)` gives a `SnapshotWriter` to stream the state into.
 /// - Restoring: `reader(for:)` checks the file and streams the state back.
@@ -119,12 +119,13 @@ public final class SnapshotStore {
         return try SnapshotReceiver(directory: directory, metadata: meta)
     }
 
-    /// Deletes the snapshot files whose names sort before `name` (older ones), then fsyncs
-    /// the directory. Call only once `name` is durable.
+    /// Deletes the snapshot files whose names sort before `name` (older ones), or moves them
+    /// into the data dir's archive when it keeps one (`Archive`), then fsyncs the directory.
+    /// Call only once `name` is durable.
     static func removeOlder(than name: String, in directory: String) throws {
         var removed = false
         for other in try FileSystem.list(directory) where SnapshotHeader.parseFileName(other) != nil && other < name {
-            try FileSystem.remove(FileSystem.join(directory, other))
+            try Archive.retire(FileSystem.join(directory, other), from: directory)
             removed = true
         }
         if removed { try FileSystem.syncDirectory(directory) }

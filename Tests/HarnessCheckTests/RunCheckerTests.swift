@@ -1,6 +1,7 @@
 import Foundation
 import HarnessCheck
 import Raft
+import RaftNodeWire
 import RaftStorage
 import Testing
 
@@ -31,9 +32,69 @@ import Testing
 
     @Test func cleanRunPasses() {
         let results = RunChecker.check(runDirectory: fixture("runs/clean"))
-        #expect(results.map(\.name) == ["files", "one-leader-per-term", "log-matching", "committed-entries", "acknowledged-writes", "converged-state", "linearizable"])
+        #expect(
+            results.map(\.name) == [
+                "files", "one-leader-per-term", "log-matching", "committed-entries", "acknowledged-writes", "converged-state", "linearizable",
+                "snapshot-states", "applied-in-order", "configurations",
+            ])
         for r in results { #expect(r.passed, "\(r.name): \(r.evidence)") }
         #expect(result(results, "acknowledged-writes").notes.contains { $0.contains("4 acknowledged puts") })
+        // Every check verified something, and says how much.
+        for r in results { #expect(!r.verified.isEmpty && !r.verifiedNothing, "\(r.name): \(r.verified)") }
+        // n3's snapshots at 0 (archived: the one at 4 superseded it) and 4, n1's and n2's at 0,
+        // all from the committed log; n3's compacted entries 1-4 are read from its archive.
+        #expect(count(result(results, "snapshot-states"), "snapshots") == 4)
+        #expect(result(results, "files").notes.contains("4 entries read from archives and before compaction points"))
+        // 7 apply events cover 1-2, 3-4, 1-6 (n1 after its restart), 1-4, 5-6 (n2), 1-4, 5-6 (n3).
+        #expect(count(result(results, "applied-in-order"), "apply events") == 7)
+        #expect(count(result(results, "applied-in-order"), "entries") == 22)
+        // The four start events' configurations at index 0, and three of the four snapshots'
+        // (the first at index 0 gives the configuration the others are checked against).
+        #expect(count(result(results, "configurations"), "config events") == 4)
+        #expect(count(result(results, "configurations"), "snapshots") == 3)
+    }
+
+    func count(_ r: CheckResult, _ what: String) -> Int? { r.verified.first { $0.what == what }?.count }
+
+    @Test func aSnapshotWhoseStateIsNotTheCommittedLogsFails() throws {
+        let results = RunChecker.check(runDirectory: fixture("runs/archived-snapshot-differs"))
+        let r = result(results, "snapshot-states")
+        #expect(!r.passed)
+        #expect(
+            r.evidence == [
+                "n3's snapshot nodes/n3/archive/snapshot/00000000000000000001_00000000000000000003.ss at index 3 holds state \(NodeDataWriter.digest(of: ["k1": "v1", "k2": "v9"])) (2 keys), but the committed log folds to \(NodeDataWriter.digest(of: ["k1": "v1", "k2": "v2"])) (2 keys) there: key \"k2\" is \"v9\" in the snapshot, \"v2\" in the log"
+            ])
+        // When: n3's snapshot-taken event of index 3.
+        #expect(r.firstViolationAt == Timestamp.unixMicros(rfc3339: "2025-01-01T00:00:03.000000Z"))
+        #expect(r.json.serialized.contains(#""at":"2025-01-01T00:00:03.000000Z""#))
+        for other in results where other.name != "snapshot-states" { #expect(other.passed, "\(other.name): \(other.evidence)") }
+    }
+
+    @Test func anEntryAppliedTwiceFails() {
+        let results = RunChecker.check(runDirectory: fixture("runs/applied-twice"))
+        let r = result(results, "applied-in-order")
+        #expect(r.evidence == ["n2 applied 4...6 (nodes/n2/events.jsonl line 11) after applying through 4: entries 4...4 applied twice"])
+        for other in results where other.name != "applied-in-order" { #expect(other.passed, "\(other.name): \(other.evidence)") }
+    }
+
+    @Test func aCommittedConfigurationThatIsNotTheLogsFails() {
+        let results = RunChecker.check(runDirectory: fixture("runs/config-differs"))
+        let r = result(results, "configurations")
+        #expect(
+            r.evidence == [
+                "n2 reported committed configuration members [n1,n2,n4] learners [] at index 5 (nodes/n2/events.jsonl line 12), but the configuration in force there is members [n1,n2,n3] learners [] (nodes/n1/snapshot/00000000000000000000_00000000000000000000.ss)"
+            ])
+        for other in results where other.name != "configurations" { #expect(other.passed, "\(other.name): \(other.evidence)") }
+    }
+
+    @Test func aSearchPastItsBudgetIsUnknownNeverAPass() {
+        let results = RunChecker.check(runDirectory: fixture("runs/stale-read"), linearizabilityBudget: 1)
+        let r = result(results, "linearizable")
+        #expect(!r.passed && r.unknown && r.status == "unknown")
+        #expect(r.evidence.contains { $0.contains("unknown, the search ran out of its budget") })
+        // The same history with the default budget is a failure, not unknown.
+        let full = result(RunChecker.check(runDirectory: fixture("runs/stale-read")), "linearizable")
+        #expect(!full.passed && !full.unknown && full.status == "fail")
     }
 
     @Test func twoLeadersInOneTermAreRejected() {
@@ -53,7 +114,7 @@ import Testing
         #expect(line.contains("(nodes/n1/log/00000000000000000001.seg at byte"))
         #expect(line.contains("n3 has term 3 command"))
         #expect(line.contains("nodes/n3/log/"))
-        #expect(line.contains("n3 reported commit index 6 at nodes/n3/events.jsonl line 8"))
+        #expect(line.contains("n3 reported commit index 6 at nodes/n3/events.jsonl line 10"))
         // The acknowledged put at 6 is contradicted by n3's committed entry, and the states differ.
         #expect(result(results, "acknowledged-writes").evidence.contains {
             $0.contains("acknowledged put \"k3\"=\"v4\" at index 6 term 2 (history.jsonl line 8)") && $0.contains("n3's committed entry at index 6 has term 3")
@@ -73,8 +134,8 @@ import Testing
         let results = RunChecker.check(runDirectory: fixture("runs/stale-install"))
         let r = result(results, "committed-entries")
         #expect(!r.passed)
-        #expect(r.evidence.contains("n1 installed a snapshot at index 6 (nodes/n1/events.jsonl line 14, term 2) below the commit index 8 it had reported (nodes/n1/events.jsonl line 9)"), "\(r.evidence)")
-        #expect(r.evidence.contains("n1 removed its entries from index 7 on (nodes/n1/events.jsonl line 15, term 2) after reporting commit index 8 (nodes/n1/events.jsonl line 9)"), "\(r.evidence)")
+        #expect(r.evidence.contains("n1 installed a snapshot at index 6 (nodes/n1/events.jsonl line 16, term 2) below the commit index 8 it had reported (nodes/n1/events.jsonl line 10)"), "\(r.evidence)")
+        #expect(r.evidence.contains("n1 removed its entries from index 7 on (nodes/n1/events.jsonl line 17, term 2) after reporting commit index 8 (nodes/n1/events.jsonl line 10)"), "\(r.evidence)")
         #expect(r.evidence.count == 2, "\(r.evidence)")
     }
 
@@ -105,7 +166,7 @@ import Testing
         let extra = #"{"ts":"2025-01-01T00:00:09.000000Z","node":"n3","term":2,"event":"compact","through":9}"# + "\n"
         try Data((String(decoding: bytes(ev), as: UTF8.self) + extra).utf8).write(to: URL(fileURLWithPath: ev))
         let r = result(RunChecker.check(runDirectory: dir + "/run"), "committed-entries")
-        #expect(r.evidence == ["n3 dropped its entries through index 9 (nodes/n3/events.jsonl line 10, term 2) with no snapshot covering them (its newest at index 8)"])
+        #expect(r.evidence == ["n3 dropped its entries through index 9 (nodes/n3/events.jsonl line 13, term 2) with no snapshot covering them (its newest at index 8)"])
     }
 
     @Test func aLostAcknowledgedWriteIsRejected() throws {
@@ -119,7 +180,9 @@ import Testing
         #expect(r.evidence.count == 1)
         let converged = result(results, "converged-state")
         #expect(converged.evidence.first?.hasPrefix("after await converged (harness.log line 9) at applied index 6") == true)
-        for name in ["files", "one-leader-per-term", "log-matching", "committed-entries"] {
+        // Check 7 sees the planted state in the snapshot itself, against the committed log.
+        #expect(result(results, "snapshot-states").evidence.first?.contains("key \"k1\" is \"v1\" in the snapshot, \"v3\" in the log") == true)
+        for name in ["files", "one-leader-per-term", "log-matching", "committed-entries", "applied-in-order", "configurations"] {
             #expect(result(results, name).passed, "\(name)")
         }
     }
@@ -162,7 +225,7 @@ import Testing
         #expect(!files.passed)
         #expect(files.evidence.contains { $0.hasPrefix("nodes/n2/log/00000000000000000001.seg at byte \(at): record checksum mismatch") })
         #expect(files.evidence.contains { $0.hasPrefix("nodes/n3/snapshot/00000000000000000001_00000000000000000004.ss at byte \(s.count - 5): truncated") })
-        #expect(files.evidence.contains { $0.hasPrefix("nodes/n1/events.jsonl at byte") && $0.hasSuffix("line 14 is not a JSON object") })
+        #expect(files.evidence.contains { $0.hasPrefix("nodes/n1/events.jsonl at byte") && $0.hasSuffix("line 17 is not a JSON object") })
         #expect(files.evidence.contains("nodes/n2/meta at byte 0: not a meta file (bad magic)"))
     }
 
@@ -195,7 +258,7 @@ import Testing
         let line = #"{"ts":"2025-01-01T00:00:09.000000Z","node":"n2","term":2,"event":"truncate","from":5}"# + "\n"
         try Data(bytes(ev) + Array(line.utf8)).write(to: URL(fileURLWithPath: ev))
         let r = result(RunChecker.check(runDirectory: run), "committed-entries")
-        #expect(r.evidence == ["n2 removed its entries from index 5 on (nodes/n2/events.jsonl line 10, term 2) after reporting commit index 6 (nodes/n2/events.jsonl line 9)"])
+        #expect(r.evidence == ["n2 removed its entries from index 5 on (nodes/n2/events.jsonl line 12, term 2) after reporting commit index 6 (nodes/n2/events.jsonl line 10)"])
     }
 
     @Test func aWipedNodeWhoseEventsSurviveIsNotHeldToThem() throws {
@@ -237,7 +300,10 @@ import Testing
     }
 
     @Test func resultsSerializeForTheReport() {
-        let r = CheckResult(name: "x", passed: false, evidence: ["a \"b\""], notes: [])
-        #expect(r.json.serialized == #"{"name":"x","passed":false,"evidence":["a \"b\""],"notes":[]}"#)
+        let r = CheckResult(name: "x", passed: false, evidence: ["a \"b\""], notes: [], verified: [.init("terms", 3)], firstViolationAt: 1_000_000)
+        #expect(
+            r.json.serialized
+                == #"{"name":"x","passed":false,"status":"fail","verified":{"terms":3},"at":"1970-01-01T00:00:01.000000Z","evidence":["a \"b\""],"notes":[]}"#)
+        #expect(CheckResult(name: "y", passed: true, verified: [.init("terms", 0)]).verifiedNothing)
     }
 }

@@ -37,6 +37,14 @@ enum RunFixture: String, CaseIterable {
     /// k3 long after read v4: linearizable, the put took effect after its invocation. A naive
     /// checker that drops unknown operations calls v4 a value never written.
     case unknownLate = "unknown-late"
+    /// `clean` where n3 also took a snapshot at index 3 that the one at 4 superseded (kept in
+    /// its archive) holding k2=v9: the committed log up to 3 gives k2=v2 (check 7).
+    case archivedSnapshotDiffers = "archived-snapshot-differs"
+    /// `clean` where n2's second apply event starts at 4, which its first had applied (check 8).
+    case appliedTwice = "applied-twice"
+    /// `clean` where n2 reports a committed configuration n1, n2, n4 at index 5, whose entry
+    /// is a noop: the configuration in force there is n1, n2, n3 (check 9).
+    case configDiffers = "config-differs"
 
     /// A node's `start` event and the committed configuration it starts with.
     static func start(_ w: NodeDataWriter, second: Int, term: Term = 0, last: UInt64 = 0, commit: UInt64 = 0, snap: UInt64 = 0) {
@@ -103,11 +111,14 @@ enum RunFixture: String, CaseIterable {
         n1.event("vote", term: 1, ts: Self.ts(1), [("for", .string("n1"))])
         n1.event("role", term: 1, ts: Self.ts(1), [("role", .string("leader"))])
         n1.event("commit", term: 1, ts: Self.ts(2), [("index", .int(2))])
+        n1.apply(from: 1, through: 2, term: 1, ts: Self.ts(2))
         n1.event("commit", term: 1, ts: Self.ts(3), [("index", .int(4))])
+        n1.apply(from: 3, through: 4, term: 1, ts: Self.ts(3))
         Self.start(n1, second: 6, term: 1, last: 4)
         n1.event("role", term: 1, ts: Self.ts(6), [("role", .string("follower"))])
         n1.event("vote", term: 2, ts: Self.ts(6), [("for", .string("n2"))])
         n1.event("commit", term: 2, ts: Self.ts(7), [("index", .int(6))])
+        n1.apply(from: 1, through: 6, term: 2, ts: Self.ts(7))
         try n1.close()
 
         // n2: follower in term 1, leader of term 2.
@@ -119,10 +130,15 @@ enum RunFixture: String, CaseIterable {
         n2.event("role", term: 0, ts: Self.ts(0), [("role", .string("follower"))])
         n2.event("vote", term: 1, ts: Self.ts(1), [("for", .string("n1"))])
         n2.event("commit", term: 1, ts: Self.ts(3), [("index", .int(4))])
+        n2.apply(from: 1, through: 4, term: 1, ts: Self.ts(3))
         n2.event("role", term: 2, ts: Self.ts(5), [("role", .string("candidate"))])
         n2.event("vote", term: 2, ts: Self.ts(5), [("for", .string("n2"))])
         n2.event("role", term: 2, ts: Self.ts(5), [("role", .string("leader"))])
         n2.event("commit", term: 2, ts: Self.ts(6), [("index", .int(6))])
+        n2.apply(from: self == .appliedTwice ? 4 : 5, through: 6, term: 2, ts: Self.ts(6))
+        if self == .configDiffers {
+            n2.event("config", term: 2, ts: Self.ts(6), [("index", .int(5)), ("members", .strings(["n1", "n2", "n4"])), ("learners", .strings([])), ("phase", .string("committed"))])
+        }
         try n2.close()
 
         // n3: follower throughout; snapshot at 4, log compacted through it.
@@ -130,6 +146,9 @@ enum RunFixture: String, CaseIterable {
         _ = try n3.snapshot(index: 0, term: 0, configuration: c, state: [:], compact: false)
         try n3.saveHardState(term: self == .committedDiffers ? 3 : 2, votedFor: self == .committedDiffers ? "n3" : "n2")
         try n3.append(Array(Self.entries[0..<4]))
+        if self == .archivedSnapshotDiffers {
+            try n3.snapshot(index: 3, term: 1, configuration: c, state: ["k1": "v1", "k2": "v9"], compact: false)
+        }
         let snapState = self == .lostWrite ? ["k1": "v1", "k2": "v2"] : ["k1": "v3", "k2": "v2"]
         try n3.snapshot(index: 4, term: 1, configuration: c, state: snapState)
         if self == .committedDiffers {
@@ -142,9 +161,15 @@ enum RunFixture: String, CaseIterable {
         n3.event("vote", term: 1, ts: Self.ts(1), [("for", .string("n1"))])
         if self == .twoLeaders { n3.event("role", term: 1, ts: Self.ts(2), [("role", .string("leader"))]) }
         n3.event("commit", term: 1, ts: Self.ts(3), [("index", .int(4))])
+        n3.apply(from: 1, through: 4, term: 1, ts: Self.ts(3))
+        if self == .archivedSnapshotDiffers {
+            n3.event("snapshot-taken", term: 1, ts: Self.ts(3), [("index", .int(3)), ("snapshotTerm", .int(1)), ("bytes", .int(0)), ("ms", .int(1))])
+        }
         n3.event("snapshot-taken", term: 1, ts: Self.ts(4), [("index", .int(4)), ("snapshotTerm", .int(1)), ("bytes", .int(0)), ("ms", .int(1))])
+        n3.event("compact", term: 1, ts: Self.ts(4), [("through", .int(4))])
         n3.event("vote", term: 2, ts: Self.ts(5), [("for", .string("n2"))])
         n3.event("commit", term: self == .committedDiffers ? 3 : 2, ts: Self.ts(6), [("index", .int(6))])
+        n3.apply(from: 5, through: 6, term: self == .committedDiffers ? 3 : 2, ts: Self.ts(6))
         try n3.close()
 
         // history.jsonl: the four puts, each acknowledged.
@@ -210,10 +235,12 @@ enum RunFixture: String, CaseIterable {
         n1.event("vote", term: 1, ts: Self.ts(1), [("for", .string("n1"))])
         n1.event("role", term: 1, ts: Self.ts(1), [("role", .string("leader"))])
         n1.event("commit", term: 1, ts: Self.ts(2), [("index", .int(4))])
+        n1.apply(from: 1, through: 4, term: 1, ts: Self.ts(2))
         if stale {
             n1.event("role", term: 2, ts: Self.ts(3), [("role", .string("follower"))])
             n1.event("vote", term: 2, ts: Self.ts(3), [("for", .string("n2"))])
             n1.event("commit", term: 2, ts: Self.ts(4), [("index", .int(8))])
+            n1.apply(from: 5, through: 8, term: 2, ts: Self.ts(4))
         }
         n1.event("stop", term: stale ? 2 : 1, ts: Self.ts(4), [("reason", .string("SIGTERM"))])
         Self.start(n1, second: 6, term: 2, last: stale ? 8 : 4)
@@ -226,6 +253,7 @@ enum RunFixture: String, CaseIterable {
         n1.event("compact", term: 2, ts: Self.ts(7), [("through", .int(installed))])
         n1.event("role", term: 2, ts: Self.ts(7), [("role", .string("follower"))])
         n1.event("commit", term: 2, ts: Self.ts(8), [("index", .int(10))])
+        n1.apply(from: installed + 1, through: 10, term: 2, ts: Self.ts(8))
         try n1.close()
 
         // n2 and n3: n2 leads term 2; both snapshot at 8 and compact through it.
@@ -239,6 +267,7 @@ enum RunFixture: String, CaseIterable {
             Self.start(w, second: 0)
             w.event("vote", term: 1, ts: Self.ts(1), [("for", .string("n1"))])
             w.event("commit", term: 1, ts: Self.ts(2), [("index", .int(4))])
+            w.apply(from: 1, through: 4, term: 1, ts: Self.ts(2))
             if name == "n2" {
                 w.event("role", term: 2, ts: Self.ts(3), [("role", .string("candidate"))])
                 w.event("vote", term: 2, ts: Self.ts(3), [("for", .string("n2"))])
@@ -247,12 +276,14 @@ enum RunFixture: String, CaseIterable {
                 w.event("vote", term: 2, ts: Self.ts(3), [("for", .string("n2"))])
             }
             w.event("commit", term: 2, ts: Self.ts(4), [("index", .int(8))])
+            w.apply(from: 5, through: 8, term: 2, ts: Self.ts(4))
             w.event("snapshot-taken", term: 2, ts: Self.ts(5), [("index", .int(8)), ("snapshotTerm", .int(2)), ("bytes", .int(0)), ("ms", .int(1))])
             w.event("compact", term: 2, ts: Self.ts(5), [("through", .int(8))])
             if name == "n2" {
                 w.event("snapshot-sent", term: 2, ts: Self.ts(7), [("to", .string("n1")), ("index", .int(8)), ("snapshotTerm", .int(2)), ("bytes", .int(0)), ("ms", .int(5))])
             }
             w.event("commit", term: 2, ts: Self.ts(8), [("index", .int(10))])
+            w.apply(from: 9, through: 10, term: 2, ts: Self.ts(8))
             try w.close()
         }
 

@@ -13,7 +13,7 @@ private let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathCompon
 private func harnessPath() -> String? { NodeBinaries.locate("harness", packageRoot: packageRoot) }
 
 private func checker(_ dir: String) -> [RunReport.Check] {
-    RunChecker.check(runDirectory: dir).map { RunReport.Check(name: $0.name, passed: $0.passed, evidence: $0.evidence, notes: $0.notes) }
+    RunChecker.check(runDirectory: dir)
 }
 
 /// A hash of every file under `dir` with its path below it.

@@ -108,7 +108,7 @@ public final class SimulatedCluster: ClusterBackend, @unchecked Sendable {
         // As raft-node does: a data dir with no state and no --join bootstraps the first
         // configuration (the members given, this node among them).
         do {
-            let storage = try NodeStorage(directory: dir)
+            let storage = try NodeStorage(directory: dir, keepArchive: true)
             if try storage.durableState().snapshot == nil && storage.log.log.lastIndex == 0 && !join {
                 _ = try storage.snapshots.bootstrap(Configuration(voters: members, addresses: addresses))
             }

@@ -97,7 +97,7 @@ final class SimulatedNode {
         self.dataDir = dataDir
         self.incarnation = incarnation
         let clock = cluster.unixClock
-        storage = try NodeStorage(directory: dataDir)
+        storage = try NodeStorage(directory: dataDir, keepArchive: true)
         events = EventLog(path: dataDir + "/events.jsonl", node: name, clock: clock)
         let nodeLog = NodeLog(path: dataDir + "/node.log", clock: clock)
         self.nodeLog = nodeLog
@@ -110,6 +110,7 @@ final class SimulatedNode {
             initialAddresses: addresses)
         // The planted fault of a -DRAFT_FAULTS build, as the process runtime takes it.
         config.ignoreSnapshotAfterRestart = FaultSwitch.isOn(.ignoreSnapshotAfterRestart)
+        config.writeApplyEvents = true
         addressBook = addresses.filter { $0.key != name }
         machine = NodeMachine(config: config, seed: seed, state: state, store: store, now: cluster.nowMs)
         busyUntilUs = cluster.timeline.nowUs
