@@ -12,8 +12,8 @@ private let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathCompon
 /// The built `harness`: beside the test bundle, else in the package's build directory.
 private func harnessPath() -> String? { NodeBinaries.locate("harness", packageRoot: packageRoot) }
 
-private func checker(_ dir: String) -> [RunReport.Check] {
-    RunChecker.check(runDirectory: dir).map { RunReport.Check(name: $0.name, passed: $0.passed, evidence: $0.evidence, notes: $0.notes) }
+private func checker(_ dir: String) -> [Harness.RunReport.Check] {
+    RunChecker.check(runDirectory: dir).map { Harness.RunReport.Check(name: $0.name, passed: $0.passed, evidence: $0.evidence, notes: $0.notes) }
 }
 
 /// A hash of every file under `dir` with its path below it.
