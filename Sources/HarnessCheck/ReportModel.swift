@@ -112,7 +112,7 @@ extension RunPicture {
         // the last time seen.
         var times: [Int64] = steps.flatMap { [$0.start, $0.end] }
         times += configs.map(\.ts) + snapshotsSent.map(\.ts) + snapshotsInstalled.map(\.ts) + snapshotsTaken.map(\.ts)
-        times += lanes.flatMap { $0.roles.flatMap { [$0.start, $0.end] } }
+        times += lanes.flatMap { $0.roles.flatMap { [$0.start, $0.end] } + $0.down.flatMap { [$0.start, $0.end] } }.filter { $0 != Int64.max }
         times += operations.flatMap { [$0.start] + ($0.end.map { [$0] } ?? []) }
         times += checks.compactMap(\.at)
         t0 = log.startedMicros ?? times.min() ?? Timestamp.simulationEpochMicros

@@ -161,7 +161,7 @@ struct TimelineSVG {
         let tick = steps.first { span / $0 <= 12 } ?? 7_200_000
         out.append("<g class=\"axis\">")
         var ms = 0.0
-        while ms <= span + 0.0001 {
+        while ms <= span + 0.0001 && ms <= tick * 40 {
             let x = L.x(p.t0 + Int64(ms * 1000))
             let label = tick >= 1000 ? String(format: "%gs", ms / 1000) : String(format: "%gms", ms)
             out.append(
@@ -301,13 +301,32 @@ struct TimelineSVG {
                 terms.append(b)
             }
         }
+        // Terms too narrow to see, side by side, as one grey stretch that says which.
+        var narrow: (xs: Double, xe: Double, first: UInt64, last: UInt64)?
+        func flushNarrow(_ me: inout TimelineSVG) {
+            guard let n = narrow else { return }
+            narrow = nil
+            me.out.append(
+                "<rect class=\"term churn\" x=\"\(f1(n.xs))\" y=\"\(f1(top + 24))\" width=\"\(f1(max(0.5, n.xe - n.xs)))\" height=\"7\" fill=\"#999999\"><title>terms \(n.first)–\(n.last)</title></rect>")
+        }
         for t in terms {
             let xs = L.x(t.start)
             let w = max(0.5, L.x(t.end) - xs)
+            if w < 2 {
+                if let n = narrow, xs - n.xe < 1 {
+                    narrow = (n.xs, max(n.xe, xs + w), n.first, t.term)
+                } else {
+                    flushNarrow(&self)
+                    narrow = (xs, xs + w, t.term, t.term)
+                }
+                continue
+            }
+            flushNarrow(&self)
             out.append(
                 "<rect class=\"term\" data-term=\"\(t.term)\" x=\"\(f1(xs))\" y=\"\(f1(top + 24))\" width=\"\(f1(w))\" height=\"7\" fill=\"\(Palette.terms[Int(t.term % UInt64(Palette.terms.count))])\"><title>term \(t.term)</title></rect>"
                     + (w > 34 ? "<text x=\"\(f1(xs + 2))\" y=\"\(f1(top + 30.5))\" font-size=\"8\" fill=\"#222\">term \(t.term)</text>" : ""))
         }
+        flushNarrow(&self)
     }
 
     mutating func drawRole(_ b: RoleBand, top: Double, lane: String) {
