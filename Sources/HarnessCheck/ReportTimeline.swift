@@ -163,7 +163,7 @@ struct TimelineSVG {
         var ms = 0.0
         while ms <= span + 0.0001 && ms <= tick * 40 {
             let x = L.x(p.t0 + Int64(ms * 1000))
-            let label = tick >= 1000 ? String(format: "%gs", ms / 1000) : String(format: "%gms", ms)
+            let label = span >= 1500 ? String(format: "%gs", ms / 1000) : String(format: "%gms", ms)
             out.append(
                 "<line x1=\"\(f1(x))\" y1=\"\(f1(axisRow + 14))\" x2=\"\(f1(x))\" y2=\"\(f1(bottom))\" stroke=\"#e4e4e4\"/>"
                     + "<text x=\"\(f1(x))\" y=\"\(f1(axisRow + 11))\" text-anchor=\"middle\" fill=\"#555\">\(label)</text>")
@@ -179,20 +179,21 @@ struct TimelineSVG {
         out.append("<g class=\"steps\">")
         let steps = p.steps.filter { !$0.outcome.hasPrefix("pass ") }
         if steps.count > TimelineLayout.maxMarks { notes.append("\(steps.count - TimelineLayout.maxMarks) later steps not drawn") }
-        var rowEnds = [Double](repeating: -1, count: stepRows)
-        // The failed step's label first, so that it always has a place.
+        // Labels on three rows, none over another; the failed step's first, so that it always
+        // has a place, beside its end (where the first error's bar may be).
+        var taken = [[(Double, Double)]](repeating: [], count: stepRows)
         let order = steps.prefix(TimelineLayout.maxMarks).enumerated().sorted { ($0.1.failed ? 0 : 1, $0.0) < ($1.1.failed ? 0 : 1, $1.0) }
-        var labels: [(Int, String)] = []
+        var labels: [Int: String] = [:]
         for (k, s) in order {
-            let x = L.x(s.start)
             let text = clip((s.scenarioLine.map { "\($0) " } ?? "") + s.text, 28)
             let w = Double(text.count) * 6.0 + 4
-            // Near the right edge a label ends at the edge instead.
-            let lx = min(x + 2, TimelineLayout.width - w)
-            if let row = rowEnds.firstIndex(where: { $0 < lx }) {
-                rowEnds[row] = lx + w
-                labels.append((k, "<text x=\"\(f1(lx))\" y=\"\(f1(stepsRow + 10 + Double(row) * 13))\" fill=\"\(s.failed ? Palette.error : "#333")\"\(s.failed ? " font-weight=\"bold\"" : "")>\(esc(text))</text>"))
-            }
+            let end = L.x(s.end)
+            // Near the right edge a label ends at the edge (the failed one before its end).
+            let lx = s.failed ? (end + 4 + w <= TimelineLayout.width ? end + 4 : end - 4 - w) : min(L.x(s.start) + 2, TimelineLayout.width - w)
+            guard let row = taken.firstIndex(where: { $0.allSatisfy { lx >= $0.1 || lx + w <= $0.0 } }) else { continue }
+            taken[row].append((lx, lx + w))
+            labels[k] =
+                "<text x=\"\(f1(lx))\" y=\"\(f1(stepsRow + 10 + Double(row) * 13))\" fill=\"\(s.failed ? Palette.error : "#333")\"\(s.failed ? " font-weight=\"bold\"" : "")>\(esc(text))</text>"
         }
         for (k, s) in steps.prefix(TimelineLayout.maxMarks).enumerated() {
             let xs = L.x(s.start)
@@ -203,7 +204,7 @@ struct TimelineSVG {
                 "<g class=\"step\(s.failed ? " failed-step" : "")\" data-ts=\"\(Timestamp.rfc3339(unixMicros: s.start))\"><title>\(title)</title>"
                     + "<rect x=\"\(f1(xs))\" y=\"\(f1(stepsRow))\" width=\"\(f1(xe - xs))\" height=\"\(f1(Double(stepRows) * 13))\" fill=\"\(colour)\" opacity=\"0.12\"/>"
                     + "<line x1=\"\(f1(xs))\" y1=\"\(f1(stepsRow))\" x2=\"\(f1(xs))\" y2=\"\(f1(stepsRow + Double(stepRows) * 13))\" stroke=\"\(colour)\"/>"
-                    + (labels.first { $0.0 == k }?.1 ?? "") + "</g>")
+                    + (labels[k] ?? "") + "</g>")
         }
         out.append("</g>")
     }
