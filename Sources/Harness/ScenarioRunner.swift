@@ -1,4 +1,5 @@
 import Foundation
+import HarnessCheck
 import RaftNodeWire
 
 /// The run in progress, for a signal handler that must write its report.
@@ -140,6 +141,12 @@ public struct ScenarioRunner: Sendable {
             try report.write(to: directory)
         } catch {
             say("  cannot write \(directory)/report.json: \(error)")
+        }
+        // The run as a picture (SPEC section 3), from the files just written.
+        do {
+            try HarnessCheck.RunReport.write(runDirectory: directory)
+        } catch {
+            say("  cannot write \(directory)/report.html: \(error)")
         }
         onRun?(nil)
         say("=== \(scenario.name): \(report.verdict == "pass" ? "pass" : report.verdict.uppercased()) in \(String(format: "%.1f", Double(report.ms) / 1000))s")

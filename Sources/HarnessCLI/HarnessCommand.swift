@@ -18,7 +18,7 @@ struct HarnessCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "harness",
         abstract: "Runs Raft scenarios against real raft-node processes or in the seeded simulator, explores random ones, and checks the runs.",
-        subcommands: [Run.self, Explore.self, Check.self, Inspect.self])
+        subcommands: [Run.self, Explore.self, Check.self, Report.self, Inspect.self])
 
     /// Bad input answers one line on stderr and exit 2, never usage pages.
     static func main() async { await mainWithOneLineErrors(name: "harness") }
@@ -250,6 +250,32 @@ struct Check: AsyncParsableCommand {
     }
 }
 
+struct Report: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Writes RUN_DIR/report.html: the run as a picture (a lane per node, faults, configurations, snapshots, client operations, the first error); prints its path.",
+        discussion: """
+            One self-contained file (no network): open it in a browser. It reads harness.log, report.json, \
+            history.jsonl and nodes/*/events.jsonl (the checker runs when report.json is missing).
+            """)
+
+    @Argument(help: "A run directory (RUNS/<scenario>-<seed>).")
+    var runDirectory: String
+
+    func run() async throws {
+        var isDir: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: runDirectory, isDirectory: &isDir), isDir.boolValue else {
+            throw fail("\(runDirectory) is not a directory")
+        }
+        let known = ["harness.log", "report.json", "history.jsonl", "nodes"].filter { FileManager.default.fileExists(atPath: runDirectory + "/" + $0) }
+        guard !known.isEmpty else { throw fail("\(runDirectory) is not a run directory (no harness.log, report.json, history.jsonl or nodes/)") }
+        do {
+            print(try RunReport.write(runDirectory: runDirectory))
+        } catch {
+            throw fail("cannot write \(runDirectory)/report.html: \(error)")
+        }
+    }
+}
+
 struct Inspect: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Prints a node's data dir, a log, a snapshot file or an events file.")
@@ -272,7 +298,7 @@ struct Inspect: AsyncParsableCommand {
 
 /// The checker of SPEC section 3 (HarnessCheck).
 enum Checking {
-    static func results(_ directory: String) -> [RunReport.Check] { RunChecker.check(runDirectory: directory) }
+    static func results(_ directory: String) -> [CheckResult] { RunChecker.check(runDirectory: directory) }
 }
 
 // MARK: SIGINT and SIGTERM
@@ -315,7 +341,7 @@ enum Interruption {
         box.lock.unlock()
         let name = sig == SIGINT ? "SIGINT" : "SIGTERM"
         if let c {
-            let report = RunReport(
+            let report = Harness.RunReport(
                 scenario: c.scenario, seed: c.seed,
                 checks: [.init(name: "steps", passed: false, evidence: ["interrupted by \(name)"])], ms: c.started.duration(to: .now).ms)
             try? report.write(to: c.directory)

@@ -12,7 +12,7 @@ private let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathCompon
 /// The built `harness`: beside the test bundle, else in the package's build directory.
 private func harnessPath() -> String? { NodeBinaries.locate("harness", packageRoot: packageRoot) }
 
-private func checker(_ dir: String) -> [RunReport.Check] {
+private func checker(_ dir: String) -> [CheckResult] {
     RunChecker.check(runDirectory: dir)
 }
 
