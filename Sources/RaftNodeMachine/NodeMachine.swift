@@ -150,7 +150,10 @@ public struct NodeMachine: Sendable {
         nextWake = now + Millis(config.tickMs)
         emit(.start(lastIndex: core.log.lastIndex, commitIndex: core.commitIndex, snapshotIndex: core.snapshot?.index ?? 0))
         if !core.configuration.isEmpty {
-            emit(configEvent(core.configurationIndex, core.configuration, committed: true))
+            // The configuration in force is the log's latest; it is committed only when the
+            // commit index known at the start reaches it (check 9 caught a restarted node
+            // calling an entry committed that the next leader replaced).
+            emit(configEvent(core.configurationIndex, core.configuration, committed: core.configurationIndex <= core.commitIndex))
         }
         updatePeers()
         drainCore(now: now)
