@@ -228,6 +228,14 @@ struct Explore: AsyncParsableCommand {
 
 // MARK: check and inspect
 
+/// A run directory argument that is not a directory: one clear line, non-zero exit.
+func requireDirectory(_ path: String) throws {
+    var isDir: ObjCBool = false
+    guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir), isDir.boolValue else {
+        throw fail("\(path) is not a directory")
+    }
+}
+
 struct Check: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Re-checks a finished run from its files alone.")
 
@@ -235,10 +243,7 @@ struct Check: AsyncParsableCommand {
     var runDirectory: String
 
     func run() async throws {
-        var isDir: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: runDirectory, isDirectory: &isDir), isDir.boolValue else {
-            throw fail("\(runDirectory) is not a directory")
-        }
+        try requireDirectory(runDirectory)
         let results = Checking.results(runDirectory)
         for r in results {
             let counts = r.verified.map { "\($0.count) \($0.what)" }.joined(separator: ", ")
@@ -262,10 +267,7 @@ struct Report: AsyncParsableCommand {
     var runDirectory: String
 
     func run() async throws {
-        var isDir: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: runDirectory, isDirectory: &isDir), isDir.boolValue else {
-            throw fail("\(runDirectory) is not a directory")
-        }
+        try requireDirectory(runDirectory)
         let known = ["harness.log", "report.json", "history.jsonl", "nodes"].filter { FileManager.default.fileExists(atPath: runDirectory + "/" + $0) }
         guard !known.isEmpty else { throw fail("\(runDirectory) is not a run directory (no harness.log, report.json, history.jsonl or nodes/)") }
         do {
