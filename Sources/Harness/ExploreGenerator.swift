@@ -155,6 +155,13 @@ struct Gen {
         return "n\(nextName)"
     }
 
+    /// The `value-size` the settings give (SPEC's default, 100 bytes, when none does).
+    func valueSize(of steps: [ExploreStep]) -> Int {
+        var m = ExploreModel()
+        for case let .set(k, v) in steps where k == "value-size" { try? m.set(k, v) }
+        return m.settings.valueSize
+    }
+
     // MARK: A scenario
 
     mutating func generate() -> ExploreScenario {
@@ -223,6 +230,11 @@ struct Gen {
         s.append(.cluster(names))
         s.append(.awaitLeader(withinMs: 20_000))
         s.append(.write(int(10...30)))
+        // Half the scenarios run concurrent clients through every macro (check 6 reads
+        // their history); not with values above 4 KiB, where their writes would fill the disk.
+        if valueSize(of: s) <= 4096, chance(0.5) {
+            s.append(.load(clients: int(2...4), readsPercent: pick([0, 30, 50]), keys: pick([4, 8, 16])))
+        }
         var d = Draft(m: m)
         for step in s { try? d.add(step) }
         m = d.m

@@ -78,6 +78,9 @@ public indirect enum ExploreStep: Hashable, Sendable {
     case awaitSnapshotting(ExploreRef, withinMs: Int)
     case expectInstalled(ExploreRef)
     case `repeat`(Int, [ExploreStep])
+    /// Background clients (SPEC section 2's `load`), running until `load stop`.
+    case load(clients: Int, readsPercent: Int, keys: Int)
+    case loadStop
 
     /// The step's lines in a scenario file (a `repeat` has its body and `end`).
     public func lines(indent: String = "") -> [String] {
@@ -120,6 +123,8 @@ public indirect enum ExploreStep: Hashable, Sendable {
         case let .awaitSnapshotting(r, ms): return "await snapshotting \(r) within \(duration(ms))"
         case let .expectInstalled(r): return "expect \(r) installed-snapshot"
         case let .repeat(n, _): return "repeat \(n)"
+        case let .load(c, r, k): return "load \(c) clients reads \(r)% keys \(k)"
+        case .loadStop: return "load stop"
         }
     }
 
@@ -256,6 +261,8 @@ public struct ExploreModel: Sendable {
     /// Names added after the log was compacted: they install a snapshot.
     public var expectNames: [String] = []
     public var variables: [String] = []
+    /// A `load` runs (until `load stop`, which the liveness phase has).
+    public var loading = false
 
     public init() {}
 
@@ -336,7 +343,7 @@ public struct ExploreModel: Sendable {
         }
         if !quorum && started {
             switch step {
-            case .comment, .sleep, .start, .resume, .kill, .stop, .wipe, .awaitNoLeader, .heal, .repeat: break
+            case .comment, .sleep, .start, .resume, .kill, .stop, .wipe, .awaitNoLeader, .heal, .repeat, .load, .loadStop: break
             default: throw ExploreInvalid("'\(step.line)' while no majority of voters is healthy")
             }
         }
@@ -497,13 +504,22 @@ public struct ExploreModel: Sendable {
         case let .repeat(n, body):
             guard n >= 1 else { throw ExploreInvalid("repeat 0") }
             for _ in 0..<n { try apply(body) }
+        case let .load(c, r, k):
+            guard !loading else { throw ExploreInvalid("a second load while one runs") }
+            guard c >= 1, (0...100).contains(r), k >= 1 else { throw ExploreInvalid("'\(step.line)'") }
+            loading = true
+        case .loadStop:
+            guard loading else { throw ExploreInvalid("load stop with no load running") }
+            loading = false
         }
         if started && voters < 1 { throw ExploreInvalid("no voters left") }
     }
 
     static func keepsBatches(_ step: ExploreStep) -> Bool {
         switch step {
-        case .comment, .write, .awaitCommitted, .awaitNotCommitted, .sleep, .awaitConverged, .awaitLeader, .snapshot, .expectInstalled: true
+        case .comment, .write, .awaitCommitted, .awaitNotCommitted, .sleep, .awaitConverged, .awaitLeader, .snapshot, .expectInstalled, .load,
+            .loadStop:
+            true
         case let .submit(_, to, _): to == .leader
         default: false
         }
@@ -712,6 +728,8 @@ public struct ExploreModel: Sendable {
             steps.append(.start(s.ref))
         }
         if exiting { steps.append(.sleep(ms: 1000)) }
+        // The load goes on while everything comes back, then ends before the last writes.
+        if loading { steps.append(.loadStop) }
         steps += [.awaitLeader(withinMs: 30_000), .write(3), .awaitConverged(withinMs: convergeMs)]
         if expectSnapshots {
             var copy = self

@@ -245,6 +245,8 @@ public struct ExploreShrinker: Sendable {
                 out.append([.repeat(n, inner)])
             }
             return out
+        case let .load(c, r, k) where c > 1:
+            return [[.load(clients: 1, readsPercent: r, keys: k)]]
         case let .sleep(ms) where ms > 100:
             return [[.sleep(ms: ms / 2)]]
         case let .loss(p, delay):

@@ -148,6 +148,9 @@ struct ExploreGeneratorTests {
 
     @Test("Every generated scenario parses, passes the shadow account, and its liveness phase restores everything")
     func generatedScenariosAreValid() throws {
+        var loaded = 0
+        var total = 0
+        defer { #expect(loaded * 5 >= total && loaded * 5 <= total * 3, "\(loaded) of \(total) scenarios run a load") }
         for seed in Self.seeds {
             for i in 0..<Self.perSeed {
                 let g = ExploreGenerator.scenario(seed: seed, index: i)
@@ -169,7 +172,20 @@ struct ExploreGeneratorTests {
                 #expect(g.liveness.contains { if case .awaitConverged = $0 { return true } else { return false } })
                 #expect(ExploreScenario.stepsBeforeLiveness(g.text) == ExploreShrinker.count(g.body))
                 // No step that does not exist yet, and generous bounds.
-                #expect(!g.text.contains("crash") && !g.text.contains("load "))
+                #expect(!g.text.contains("crash"))
+                // A load, when there is one, starts once before the macros and stops in the
+                // liveness phase before its last writes, with values of 4 KiB at most.
+                let loads = g.body.filter { if case .load = $0 { return true } else { return false } }
+                #expect(loads.count <= 1 && !g.body.contains(.loadStop))
+                if !loads.isEmpty {
+                    loaded += 1
+                    let stop = try #require(g.liveness.firstIndex(of: .loadStop), "\(g.name): a load that never stops")
+                    #expect(stop < g.liveness.firstIndex(of: .write(3))!)
+                    #expect(m.settings.valueSize <= 4096, "\(g.name): load with values of \(m.settings.valueSize) bytes")
+                } else {
+                    #expect(!g.liveness.contains(.loadStop))
+                }
+                total += 1
                 for step in g.body + g.liveness {
                     if case let .awaitLeader(ms) = step { #expect(ms >= 20_000) }
                     if case let .awaitConverged(ms) = step { #expect(ms >= 60_000) }
