@@ -4,7 +4,8 @@ import Raft
 /// The background clients of `load C clients [reads P%] [keys K]` (SPEC section 2): each
 /// puts and gets on `k0`...`k(K-1)` (keys of their own, `load-`), one operation at a time,
 /// through the leader it finds (following `leader` hints), and records every operation in
-/// history.jsonl: an invoke line, then ok, fail or unknown. Refusals (not proposed) are
+/// history.jsonl: an invoke line, then ok, fail or unknown. A get goes first to a running
+/// member chosen at random, so that followers are asked too. Refusals (not proposed) are
 /// retried within the operation up to the timeout; after an unknown outcome the client goes
 /// on under a new client name, since its earlier operation may still take effect.
 ///
@@ -91,9 +92,18 @@ final class LoadClients: Sendable {
             }
             record("invoke")
             let deadline = backend.clock.nowMs + s.timeoutMs
+            // A get asks a member chosen at random first, and follows its redirect: a
+            // follower or a deposed leader that answered from its own state would be seen.
+            var first: String?
+            if isGet {
+                let members = backend.running.filter { !backend.paused.contains($0) }
+                if !members.isEmpty { first = members[Int(rng.next() % UInt64(members.count))] }
+            }
             var ended = false
             while !ended {
-                guard let node = target, backend.clock.nowMs < deadline else {
+                let asked = first ?? target
+                first = nil
+                guard let node = asked, backend.clock.nowMs < deadline else {
                     // Out of time, or no leader found: never proposed by the last try.
                     record("fail")
                     break

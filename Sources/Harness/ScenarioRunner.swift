@@ -44,6 +44,9 @@ public struct ScenarioRunner: Sendable {
     /// state, index, term and configuration instead of deflating it again. Off only to show
     /// that it changes no byte of a run (a test).
     public var shareIdenticalTakes = true
+    /// In the simulator: faults planted in every node besides the one RAFT_FAULT names in a
+    /// -DRAFT_FAULTS build (a test's proof that the checker catches them).
+    public var plantedFaults: Set<FaultSwitch> = []
 
     public init(
         nodeBinary: String?, checker: @escaping @Sendable (String) -> [RunReport.Check], output: (@Sendable (String) -> Void)?,
@@ -81,6 +84,7 @@ public struct ScenarioRunner: Sendable {
             case .sim:
                 let cluster = try SimulatedCluster(runDirectory: directory, seed: seed)
                 cluster.shareIdenticalTakes = shareIdenticalTakes
+                cluster.plantedFaults.formUnion(plantedFaults)
                 backend = cluster
                 recorder = try RunDirectoryRecorder(directory: directory, clock: cluster.clock)
                 header = "world sim started \(Timestamp.rfc3339(unixMicros: cluster.clock.unixMicros))"

@@ -207,6 +207,7 @@ final class NodeLoop {
             name: options.name, settings: options.settings, tickMs: options.tickMs, requestTimeoutMs: options.requestTimeoutMs,
             initialAddresses: options.initialMembers)
         config.ignoreSnapshotAfterRestart = FaultSwitch.isOn(.ignoreSnapshotAfterRestart)
+        config.answerReadsLocally = FaultSwitch.isOn(.staleReads)
         config.writeApplyEvents = options.keepHistory
         machine = NodeMachine(config: config, seed: UInt64(truncatingIfNeeded: DispatchTime.now().uptimeNanoseconds), state: state, store: store, now: 0)
     }

@@ -85,6 +85,9 @@ public struct NodeMachine: Sendable {
         /// The planted fault of the trust issue: a node restarted on data ignores snapshot
         /// offers (only in a -DRAFT_FAULTS build, with RAFT_FAULT set).
         public var ignoreSnapshotAfterRestart = false
+        /// The planted fault `stale-reads`: every node answers `get` at once from its own
+        /// state, whatever its role (-DRAFT_FAULTS builds, or a simulator test).
+        public var answerReadsLocally = false
         /// Write an `apply` event for each batch of entries applied (nodes the harness
         /// starts: its checker verifies the order, SPEC section 4).
         public var writeApplyEvents = false
@@ -244,6 +247,10 @@ public struct NodeMachine: Sendable {
 
     private mutating func client(_ token: ClientToken, _ op: ClientOp, now: Millis) {
         let deadline = now + Millis(config.requestTimeoutMs)
+        if config.answerReadsLocally, case let .get(key) = op {
+            answer(token, .read(value: store[key], index: core.appliedIndex))
+            return
+        }
         switch op {
         case .put, .delete, .get:
             let command: Command

@@ -12,6 +12,9 @@ public enum FaultSwitch: String, Sendable, CaseIterable {
     case stuckPeerConnection = "stuck-peer-connection"
     /// A follower that started on existing data ignores every snapshot offer.
     case ignoreSnapshotAfterRestart = "ignore-snapshot-after-restart"
+    /// Any node, follower and deposed leader included, answers `get` at once from its own
+    /// state instead of through the log: the stale reads check 6 must catch (issue 11).
+    case staleReads = "stale-reads"
 
     /// The fault this process runs with, if any.
     public static let active: FaultSwitch? = {

@@ -36,6 +36,11 @@ public final class SimulatedCluster: ClusterBackend, @unchecked Sendable {
     /// the sender's process they belong to.
     private var stuckLinks: [String: Int] = [:]
 
+    /// The faults planted in every node of this run: the one RAFT_FAULT names in a
+    /// -DRAFT_FAULTS build, as the processes take it, or those a test sets (the proof that
+    /// the checker catches them, in any build).
+    public var plantedFaults: Set<FaultSwitch> = FaultSwitch.active.map { [$0] } ?? []
+
     /// Snapshots taken in this run, by what makes their files identical: a node that takes
     /// one already written copies that file (the bytes are the same; deflating them again
     /// was most of a run's time). Off, every take writes its own (a test compares the two).
@@ -195,7 +200,7 @@ public final class SimulatedCluster: ClusterBackend, @unchecked Sendable {
     /// `name`'s process ended: every connection to it closed. With the planted fault
     /// `stuck-peer-connection`, a sender never dials it again until the sender restarts.
     func connectionsClosed(to name: String) {
-        guard FaultSwitch.isOn(.stuckPeerConnection) else { return }
+        guard plantedFaults.contains(.stuckPeerConnection) else { return }
         for (other, node) in nodes.sorted(by: { $0.key < $1.key }) where other != name {
             stuckLinks[other + ">" + name] = node.incarnation
         }

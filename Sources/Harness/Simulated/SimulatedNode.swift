@@ -108,8 +108,9 @@ final class SimulatedNode {
         var config = NodeMachine.Config(
             name: name, settings: settings.core, tickMs: settings.tickMs, requestTimeoutMs: settings.requestTimeoutMs,
             initialAddresses: addresses)
-        // The planted fault of a -DRAFT_FAULTS build, as the process runtime takes it.
-        config.ignoreSnapshotAfterRestart = FaultSwitch.isOn(.ignoreSnapshotAfterRestart)
+        // The planted faults, as the process runtime takes them.
+        config.ignoreSnapshotAfterRestart = cluster.plantedFaults.contains(.ignoreSnapshotAfterRestart)
+        config.answerReadsLocally = cluster.plantedFaults.contains(.staleReads)
         config.writeApplyEvents = true
         addressBook = addresses.filter { $0.key != name }
         machine = NodeMachine(config: config, seed: seed, state: state, store: store, now: cluster.nowMs)
