@@ -58,6 +58,9 @@ public enum NodeOutput: Sendable {
     case abortSnapshotReceive
     /// Snapshot files that transfers still read; the others may be closed.
     case snapshotFilesInUse(Set<LogIndex>)
+    /// The snapshot taken is the newest now: delete (or archive) the older files. Not before:
+    /// until the machine has it, it offers the one before to a peer, whose file must be there.
+    case retireSnapshots(olderThan: SnapshotMetadata)
     /// Where each peer is. Any peer of the cluster may send: a member cannot know every
     /// member of configurations newer than its log (see `updatePeers`).
     case setPeers([NodeID: String])
@@ -201,6 +204,8 @@ public struct NodeMachine: Sendable {
         case let .snapshotTaken(meta, ms):
             emit(.snapshotTaken(index: meta.index, snapshotTerm: meta.term, bytes: meta.size, ms: ms))
             core.snapshotTaken(meta)
+            // The newest it holds (this one, unless it refused it as stale).
+            if let newest = core.snapshot { outputs.append(.retireSnapshots(olderThan: newest)) }
             for p in pendingSnapshots where p.index <= meta.index { answer(p.token, .done(index: meta.index)) }
             pendingSnapshots.removeAll { $0.index <= meta.index }
             reportFilesInUse()

@@ -222,8 +222,8 @@ public final class MachineSimulation {
             drain(node)
         case let .taken(id, incarnation, meta, bytes, ms):
             guard let node = nodes[id], node.incarnation == incarnation, node.machine != nil else { return }
-            let keep = Set(node.disk.snapshots.keys.filter { node.inUse.contains($0.index) })
-            node.disk.storeSnapshot(meta, bytes, inUse: keep)
+            // The older files stay until the machine says they go (`.retireSnapshots`).
+            node.disk.storeSnapshot(meta, bytes, inUse: Set(node.disk.snapshots.keys))
             result.snapshotsTaken += 1
             log("\(id) took \(meta)")
             node.machine!.step(.snapshotTaken(meta, ms: ms), now: Millis(now))
@@ -431,6 +431,10 @@ public final class MachineSimulation {
             node.restoring = nil
         case let .snapshotFilesInUse(indices):
             node.inUse = indices
+        case let .retireSnapshots(newest):
+            for key in node.disk.snapshots.keys where key.index < newest.index && !node.inUse.contains(key.index) {
+                node.disk.snapshots[key] = nil
+            }
         case .setPeers:
             break  // the simulated network delivers by name
         }

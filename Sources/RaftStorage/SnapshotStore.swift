@@ -77,13 +77,13 @@ public final class SnapshotStore {
     /// directory), and removes the older ones, as `SnapshotWriter.finish` leaves its own. For
     /// the simulator, whose nodes often take byte-identical snapshots (the same state at the
     /// same index, term and configuration): deflating each again was most of a run's time.
-    public static func copy(_ source: String, as meta: SnapshotMetadata, into directory: String) throws -> SnapshotMetadata {
+    public static func copy(_ source: String, as meta: SnapshotMetadata, into directory: String, keepingOlder: Bool = false) throws -> SnapshotMetadata {
         guard let bytes = try FileSystem.readFile(source), UInt64(bytes.count) == meta.size else {
             throw StorageError(.misuse, file: source, "not the file of snapshot \(meta)")
         }
         let name = SnapshotHeader.fileName(index: meta.index, term: meta.term)
         try FileSystem.writeAtomically(bytes, to: FileSystem.join(directory, name))
-        try? removeOlder(than: name, in: directory)
+        if !keepingOlder { try? removeOlder(than: name, in: directory) }
         return meta
     }
 
@@ -117,6 +117,13 @@ public final class SnapshotStore {
             try FileSystem.remove(FileSystem.join(directory, name))
         }
         return try SnapshotReceiver(directory: directory, metadata: meta)
+    }
+
+    /// Deletes (or archives) the snapshot files older than `meta`, whose file is durable: what
+    /// a node does once its machine has taken `meta` as its newest (`.retireSnapshots`), so
+    /// that the file of the snapshot the machine offers to a peer exists until then.
+    public func retire(olderThan meta: SnapshotMetadata) throws {
+        try Self.removeOlder(than: SnapshotHeader.fileName(index: meta.index, term: meta.term), in: directory)
     }
 
     /// Deletes the snapshot files whose names sort before `name` (older ones), or moves them

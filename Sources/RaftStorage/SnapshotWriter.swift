@@ -66,9 +66,10 @@ public final class SnapshotWriter {
     }
 
     /// Ends the stream, writes the header, and makes the file durable under its final name;
-    /// then deletes the older snapshots. Returns the new snapshot's metadata (its `size` is
-    /// the file's size).
-    public func finish() throws -> SnapshotMetadata {
+    /// then deletes the older snapshots, unless `keepingOlder` (a node's take: the older ones
+    /// go when its machine has the new one, `SnapshotStore.retire(olderThan:)`). Returns the
+    /// new snapshot's metadata (its `size` is the file's size).
+    public func finish(keepingOlder: Bool = false) throws -> SnapshotMetadata {
         guard let file else { throw StorageError(.misuse, file: tempPath, "finish of a snapshot that is finished or cancelled") }
         do {
             try deflater.finish { try emit($0, to: file) }
@@ -81,7 +82,7 @@ public final class SnapshotWriter {
             try FileSystem.syncDirectory(directory)
             // The new file is durable under its name: it is the snapshot now. Deleting the
             // older ones is clean-up, done again after the next snapshot if it fails here.
-            try? SnapshotStore.removeOlder(than: FileSystem.baseName(path), in: directory)
+            if !keepingOlder { try? SnapshotStore.removeOlder(than: FileSystem.baseName(path), in: directory) }
             return header.metadata
         } catch {
             cancel()

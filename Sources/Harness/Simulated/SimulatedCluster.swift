@@ -62,7 +62,7 @@ public final class SimulatedCluster: ClusterBackend, @unchecked Sendable {
         let key = TakeKey(index: index, term: term, configuration: configuration, digest: state.digest, level: level)
         // The earlier file may be gone (superseded on its node): then the copy fails, and the
         // state is written afresh.
-        if shareIdenticalTakes, let earlier = taken[key], let meta = try? SnapshotStore.copy(earlier.path, as: earlier.meta, into: directory)
+        if shareIdenticalTakes, let earlier = taken[key], let meta = try? SnapshotStore.copy(earlier.path, as: earlier.meta, into: directory, keepingOlder: true)
         {
             return meta
         }

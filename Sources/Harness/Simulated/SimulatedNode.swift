@@ -313,6 +313,8 @@ final class SimulatedNode {
             abortReceive()
         case let .snapshotFilesInUse(inUse):
             snapshotChunks.keep(only: inUse)
+        case let .retireSnapshots(newest):
+            try? storage.snapshots.retire(olderThan: newest)
         case let .setPeers(addresses):
             for peer in addresses.keys where addressBook[peer] == nil { reportedUnreachable.remove(peer) }
             addressBook = addresses
