@@ -95,6 +95,49 @@ struct NodeMachineTests {
         if case let .read(value, _)? = net.answers[missing] { #expect(value == nil) } else { Issue.record("get of a missing key: \(String(describing: net.answers[missing]))") }
     }
 
+    @Test("A snapshot's older files are retired only once the machine has the new one: until then it may offer the older to a peer")
+    func olderSnapshotsRetiredAfterTheTake() throws {
+        var net = MachineNet(["n1", "n2", "n3"])
+        let l = try net.electLeader()
+        _ = net.request(l, .put(key: "k", value: "v"))
+        net.tick(ms: 100)
+        var m = net.machines[l]!
+        _ = m.takeOutputs()
+        m.step(.client(999, .snapshot), now: net.now)
+        let asked = m.takeOutputs()
+        let take = asked.compactMap { o -> (LogIndex, Term, Configuration)? in
+            if case let .takeSnapshot(index, term, configuration, _) = o { return (index, term, configuration) } else { return nil }
+        }
+        let (index, term, configuration) = try #require(take.first, "no take asked for: \(asked)")
+        #expect(!asked.contains { if case .retireSnapshots = $0 { true } else { false } }, "older files retired before the take ended")
+        let meta = SnapshotMetadata(index: index, term: term, configuration: configuration, size: 100)
+        m.step(.snapshotTaken(meta, ms: 1), now: net.now)
+        let taken = m.takeOutputs()
+        let retired = taken.compactMap { o -> SnapshotMetadata? in if case let .retireSnapshots(newest) = o { newest } else { nil } }
+        #expect(retired == [meta])
+        #expect(m.core.snapshot == meta)
+    }
+
+    @Test("At its start, a node's config event calls the log's latest configuration committed only when the commit index it knows reaches it")
+    func startConfigCommittedOnlyWhenKnown() throws {
+        let names: [NodeID] = ["n1", "n2", "n3"]
+        let first = Configuration(voters: names, addresses: Dictionary(uniqueKeysWithValues: names.map { ($0, "mem:" + $0) }))
+        let second = Configuration(voters: ["n1", "n2"], addresses: first.addresses)
+        let boot = SnapshotMetadata(index: 0, term: 0, configuration: first, size: 0)
+        let settings = NodeSettings()
+        func startEvents(_ state: DurableState) -> [NodeEvent] {
+            let c = NodeMachine.Config(name: "n1", settings: settings.core, tickMs: settings.tickMs, requestTimeoutMs: 1000, initialAddresses: [:])
+            var m = NodeMachine(config: c, seed: 1, state: state, store: KeyValueStore(), now: 0)
+            return m.takeOutputs().compactMap { if case let .event(e, _) = $0 { e } else { nil } }.filter { if case .config = $0 { true } else { false } }
+        }
+        // Only the snapshot's configuration: committed.
+        #expect(startEvents(DurableState(hardState: HardState(term: 1), snapshot: boot)) == [.config(index: 0, members: names, learners: [], committed: true)])
+        // A later configuration entry in the log, past the commit index known at the start
+        // (the snapshot's): in force, but not known to be committed.
+        let log = RaftLog(entries: [Entry(index: 1, term: 1, type: .config, payload: second.encoded())])
+        #expect(startEvents(DurableState(hardState: HardState(term: 1), snapshot: boot, log: log)) == [.config(index: 1, members: ["n1", "n2"], learners: [], committed: false)])
+    }
+
     @Test("A follower refuses a put at once, not-leader, naming the leader")
     func followerRefuses() throws {
         var net = MachineNet(["n1", "n2", "n3"])
