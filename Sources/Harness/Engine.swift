@@ -43,6 +43,8 @@ public final class Engine {
         public var line: Int
         public var text: String
         public var message: String
+        /// When it failed (the run's clock, microseconds since the UNIX epoch).
+        public var atUnixMicros: Int64?
         public var description: String { "line \(line): \(text): \(message)" }
     }
 
@@ -59,6 +61,9 @@ public final class Engine {
         await stopLoad()
         return failure
     }
+
+    /// Steps that ended ok (each pass of a `repeat` body counted again).
+    public private(set) var stepsDone = 0
 
     /// The background clients of `load`, while they run.
     var load: LoadClients?
@@ -83,10 +88,11 @@ public final class Engine {
             do {
                 let detail = try await perform(located.step)
                 report(located, "ok" + (detail.isEmpty ? "" : " (\(detail))"), ms: clock.nowMs - t0)
+                stepsDone += 1
             } catch {
                 let message = "\(error)"
                 report(located, "FAILED: \(message)", ms: clock.nowMs - t0)
-                return StepFailure(line: located.line, text: located.text, message: message)
+                return StepFailure(line: located.line, text: located.text, message: message, atUnixMicros: clock.unixMicros)
             }
         }
         return nil

@@ -131,7 +131,8 @@ public struct ScenarioRunner: Sendable {
         }
         var checks = [
             RunReport.Check(
-                name: "steps", passed: failure == nil, evidence: failure.map { ["\(scenario.file):\($0)"] } ?? [])
+                name: "steps", passed: failure == nil, evidence: failure.map { ["\(scenario.file):\($0)"] } ?? [],
+                verified: [.init("steps", engine.stepsDone)], firstViolationAt: failure?.atUnixMicros)
         ]
         checks += checker(directory)
         let report = RunReport(scenario: scenario.name, seed: seed, world: world.rawValue, checks: checks, ms: runMs())

@@ -75,6 +75,25 @@ struct SimulatedWorldTests {
         }
     }
 
+    @Test("A failed step's check says when it failed and how many steps went well before it")
+    func failedStepHasItsTime() async throws {
+        let text = "cluster n1 n2 n3\nawait leader within 10s\nwrite 5\nkill leader as l\nawait no-leader among n1 n2 n3 for 1s\nwrite 1\n"
+        let scenario = try ScenarioParser.parse(text, file: "fails.scenario")
+        let dir = NSTemporaryDirectory() + "sim-step-at-\(UInt32.random(in: 0...UInt32.max))"
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        var runner = ScenarioRunner(nodeBinary: nil, checker: checker, output: nil)
+        runner.world = .sim
+        let outcome = await runner.run(scenario, seed: 3, directory: dir)
+        let steps = try #require(outcome.report.checks.first { $0.name == "steps" })
+        #expect(steps.status == "fail" && outcome.stepFailure?.line == 5)
+        #expect(steps.verified.map { "\($0.what)=\($0.count)" } == ["steps=4"])
+        let at = try #require(steps.firstViolationAt)
+        // After the kill, within the await's second (the run's clock starts at 2026-01-01).
+        let start = try #require(Timestamp.unixMicros(rfc3339: "2026-01-01T00:00:00Z"))
+        #expect(at > start && at < start + 15_000_000)
+        #expect(outcome.report.json.contains(#""at":"2026-01-01T"#))
+    }
+
     @Test("Two runs of a seed, in two processes (two hash seeds), write byte-identical run directories")
     func deterministicAcrossProcesses() throws {
         let harness = try #require(harnessPath(), "harness is not built: run swift build --build-tests")
