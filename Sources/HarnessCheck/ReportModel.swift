@@ -155,7 +155,9 @@ extension RunPicture {
         let failed = log.steps.first(where: \.failed)
         checks.append(
             ReportCheck(name: "steps", passed: failed == nil, evidence: failed.map { ["\($0.text): \($0.outcome)"] } ?? [], at: nil))
-        checks += RunChecker.check(runDirectory: dir).map { ReportCheck(name: $0.name, passed: $0.passed, evidence: $0.evidence, at: nil) }
+        checks += RunChecker.check(runDirectory: dir).map {
+            ReportCheck(name: $0.name, passed: $0.passed, evidence: $0.evidence, at: $0.firstViolationAt)
+        }
         verdict = log.verdict ?? (checks.allSatisfy(\.passed) ? "pass" : "fail")
     }
 
@@ -167,10 +169,13 @@ extension RunPicture {
         for name in names {
             var lane = Lane(name: name)
             let file = "nodes/\(name)/events.jsonl"
-            guard let data = FileManager.default.contents(atPath: dir + "/" + file) else {
+            // The checker's reading of the file (RunFiles), so that both see the same events.
+            guard FileManager.default.fileExists(atPath: dir + "/" + file) else {
                 lanes.append(lane)
                 continue
             }
+            var files = NodeFiles(name: name, dir: "nodes/" + name)
+            RunFiles.loadEvents(&files, path: dir + "/" + file)
             var open: RoleBand?
             var stoppedAt: (Int64, String)?
             func close(_ t: Int64) {
@@ -180,9 +185,8 @@ extension RunPicture {
                 }
                 open = nil
             }
-            var unreadable: [FileProblem] = []
-            forEachJSONLine(Array(data), file: file, problems: &unreadable) { _, object in
-                guard let e = NodeEventLine(object), let t = Timestamp.unixMicros(rfc3339: e.ts) else { return nil }
+            for e in files.events {
+                guard let t = e.ts else { continue }
                 switch e.event {
                 case .start:
                     close(t)
@@ -217,9 +221,8 @@ extension RunPicture {
                 default:
                     break
                 }
-                return nil
             }
-            if !unreadable.isEmpty { problems.append("\(file): \(unreadable.count) unreadable lines, first: \(unreadable[0])") }
+            if !files.problems.isEmpty { problems.append("\(file): \(files.problems.count) unreadable lines, first: \(files.problems[0])") }
             // Still open at the end: closed when the axis is known (finishLanes).
             if let o = open { lane.roles.append(RoleBand(start: o.start, end: Int64.max, role: o.role, term: o.term)) }
             if let (s, reason) = stoppedAt { lane.down.append(Band(start: s, end: Int64.max, label: reason)) }
