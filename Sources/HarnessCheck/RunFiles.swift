@@ -494,10 +494,14 @@ struct RunFiles {
             let client = text(object["client"])
             let slot = client + "\u{0}" + text(object["id"])
             if type == "invoke" {
+                let earlier = open[slot]
                 open[slot] = (object, line)
                 if object["op"]?.stringValue == "put", let key = object["key"]?.stringValue, let value = object["value"]?.stringValue {
                     invoked[key, default: [:]][value, default: 0] += 1
                 }
+                // A client's operations are one at a time: a second invoke would take the
+                // first one's answer, and the first would go unchecked.
+                if let earlier { return "client \(client) invoked again before its operation invoked at line \(earlier.line) ended" }
                 return nil
             }
             let opened = open.removeValue(forKey: slot)

@@ -200,6 +200,22 @@ import Testing
         #expect(r.evidence == [#"acknowledged put "k9"="v9" at index 7 term 2 (history.jsonl line 9) is lost: no node's files reach index 7 (n1 to 6, n2 to 6, n3 to 6)"#])
     }
 
+    @Test func aClientWithTwoOperationsAtOnceIsAProblemOfTheHistory() throws {
+        let dir = makeTempDir("overlap")
+        defer { remove(dir) }
+        try RunFixture.clean.write(to: dir + "/run")
+        let extra =
+            #"{"type":"invoke","op":"put","client":"c9","key":"k8","value":"a","ts":"2026-01-01T00:00:40Z"}"# + "\n"
+            + #"{"type":"invoke","op":"put","client":"c9","key":"k8","value":"b","ts":"2026-01-01T00:00:41Z"}"# + "\n"
+            + #"{"type":"fail","op":"put","client":"c9","key":"k8","ts":"2026-01-01T00:00:42Z"}"# + "\n"
+        let h = try FileHandle(forWritingTo: URL(fileURLWithPath: dir + "/run/history.jsonl"))
+        try h.seekToEnd()
+        h.write(Data(extra.utf8))
+        try h.close()
+        let r = result(RunChecker.check(runDirectory: dir + "/run"), "files")
+        #expect(r.evidence.contains { $0.hasSuffix("line 10: client c9 invoked again before its operation invoked at line 9 ended") }, "\(r.evidence)")
+    }
+
     @Test func damagedFilesFailWithFileAndOffsetAndNeverCrash() throws {
         let dir = makeTempDir("damaged")
         defer { remove(dir) }
