@@ -231,7 +231,7 @@ public final class Engine {
                 // A key of its own, so that a get can tell whether an unknown put committed.
                 let value = nextWrite().1
                 let key = "s-\(batch)-\(tasks.count)-\(writeSeq)"
-                invoke(key: key, value: value)
+                invoke(key: key, value: value, client: submitClient(batch: batch, index: tasks.count))
                 let backend = self.backend
                 let timeout = defaultTimeoutMs
                 let finished = self.finished
@@ -370,7 +370,7 @@ public final class Engine {
     func record(batch: String, index: Int, _ outcome: WriteOutcome) {
         guard let r = pendingRecords.first(where: { $0.batch == batch && $0.index == index }), !recorded.contains("\(batch)#\(index)") else { return }
         recorded.insert("\(batch)#\(index)")
-        complete(key: r.key, value: r.value, outcome)
+        complete(key: r.key, client: submitClient(batch: batch, index: index), outcome)
     }
 
     /// Outcomes of submitted puts that have ended, by "batch#index": a task's value cannot
@@ -407,22 +407,29 @@ public final class Engine {
         return String(decoding: bytes, as: UTF8.self)
     }
 
-    func invoke(key: String, value: String) {
-        recorder.history([("type", "invoke"), ("op", "put"), ("client", clientName), ("key", key), ("value", value)])
+    /// `client`: the engine's own name for its writes, one after another; each submitted
+    /// put (several at once) is a client of its own, so that every line pairs with its invoke.
+    func invoke(key: String, value: String, client: String? = nil) {
+        recorder.history([("type", "invoke"), ("op", "put"), ("client", client ?? clientName), ("key", key), ("value", value)])
     }
 
     /// The history line that ends an operation (SPEC section 5: a refusal means not
-    /// proposed, `fail`; `timeout`, `leadership-lost` or no answer, `unknown`).
-    func complete(key: String, value: String, _ outcome: WriteOutcome) {
+    /// proposed, `fail`; `timeout`, `leadership-lost` or no answer, `unknown`). The value is
+    /// on the invoke line only: a run of 64 KiB values wrote each twice.
+    func complete(key: String, client: String? = nil, _ outcome: WriteOutcome) {
+        let client = client ?? clientName
         switch outcome {
         case let .ok(index, term):
-            recorder.history([("type", "ok"), ("op", "put"), ("client", clientName), ("key", key), ("value", value), ("index", "\(index)"), ("term", "\(term)")])
+            recorder.history([("type", "ok"), ("op", "put"), ("client", client), ("key", key), ("index", "\(index)"), ("term", "\(term)")])
         case .refused, .failed:
-            recorder.history([("type", "fail"), ("op", "put"), ("client", clientName), ("key", key), ("value", value)])
+            recorder.history([("type", "fail"), ("op", "put"), ("client", client), ("key", key)])
         case .unknown:
-            recorder.history([("type", "unknown"), ("op", "put"), ("client", clientName), ("key", key), ("value", value)])
+            recorder.history([("type", "unknown"), ("op", "put"), ("client", client), ("key", key)])
         }
     }
+
+    /// The client name of a submitted put.
+    func submitClient(batch: String, index: Int) -> String { "\(clientName)-\(batch)-\(index)" }
 
     /// One put through the leader, following redirects until acknowledged or out of time
     /// (SPEC section 2, `write`). A refusal (not proposed) is retried at the leader it names,
@@ -454,24 +461,24 @@ public final class Engine {
             outcome = await backend.put(target!, key: key, value: value, timeoutMs: max(1, left))
             switch outcome {
             case .ok:
-                complete(key: key, value: value, outcome)
+                complete(key: key, outcome)
                 return outcome
             case let .refused(_, leader):
                 target = leader == target ? nil : leader
                 if target == nil { await clock.sleep(ms: 50) }
             case let .unknown(_, leader):
-                complete(key: key, value: value, outcome)
+                complete(key: key, outcome)
                 invoked = false
                 sawUnknown = true
                 target = leader == target ? nil : leader
                 if target == nil { await clock.sleep(ms: 50) }
             case .failed:
-                complete(key: key, value: value, outcome)
+                complete(key: key, outcome)
                 return outcome
             }
         }
         // Out of time with the last attempt refused, or never sent: not proposed.
-        if invoked { complete(key: key, value: value, .refused("timeout", leader: nil)) }
+        if invoked { complete(key: key, .refused("timeout", leader: nil)) }
         return sawUnknown ? .unknown("no acknowledgement within \(defaultTimeoutMs)ms", leader: nil) : outcome
     }
 

@@ -85,9 +85,10 @@ final class LoadClients: Sendable {
                 $0.operations += 1
             }
             let op = isGet ? "get" : "put"
-            /// A history line of this operation; a put's lines carry its value.
+            /// A history line of this operation: a put's invoke carries its value, an ok get's
+            /// the value read.
             func record(_ type: String, value shown: String? = nil, _ extra: [(String, String)] = []) {
-                let v = shown ?? (isGet ? nil : value)
+                let v = shown ?? (isGet || type != "invoke" ? nil : value)
                 recorder.history([("type", type), ("op", op), ("client", name), ("key", key)] + (v.map { [("value", $0)] } ?? []) + extra)
             }
             record("invoke")
