@@ -121,12 +121,16 @@ soak:
 	$(SWIFT) run -c release raft-sim --from $(SOAK_FROM) --count $(SEEDS)
 	$(SWIFT) run -c release raft-sim --machines --from $(SOAK_FROM) --count $(SEEDS)
 
-# Storage figures, then the node's (a 3-node cluster of the release raft-node, found beside raft-bench).
+# Storage figures, the checker's, then the node's (a 3-node cluster of the release raft-node,
+# found beside raft-bench), then the same cluster beside etcd 3.4 in one run (issue 12: needs
+# the `etcd` of Debian's etcd-server on PATH), at etcd's default snapshot-count and at 1000.
 bench:
 	$(SWIFT) build -c release --product raft-node
 	$(SWIFT) run -c release raft-bench storage
 	$(SWIFT) run -c release raft-bench checker
 	$(SWIFT) run -c release raft-bench node
+	$(SWIFT) run -c release raft-bench etcd
+	$(SWIFT) run -c release raft-bench etcd --etcd-snapshot-count 1000
 
 fixtures:
 	$(SWIFT) run raft-fixtures fixtures

@@ -136,10 +136,10 @@ func storageBench(dir: String, stateMiB: Int, appendSeconds: Double) throws {
     try? FileManager.default.removeItem(atPath: snapDir)
 }
 
-let usage = "usage: raft-bench storage|node|checker|all [--dir DIR] [--state-mib N] [--seconds S] [--values N] [--snapshot-chunk BYTES] [--keep]"
+let usage = "usage: raft-bench storage|node|checker|etcd|all [--dir DIR] [--state-mib N] [--seconds S] [--values N] [--snapshot-chunk BYTES] [--rounds N] [--etcd-snapshot-count N] [--keep]"
 var args = Array(CommandLine.arguments.dropFirst())
 let what = args.isEmpty || args[0].hasPrefix("-") ? "storage" : args.removeFirst()
-guard ["storage", "node", "checker", "all"].contains(what) else { fail("unknown bench '\(what)'; \(usage)") }
+guard ["storage", "node", "checker", "etcd", "all"].contains(what) else { fail("unknown bench '\(what)'; \(usage)") }
 // Under the package (on the disk the data would be on, not a tmpfs); .build* is ignored by git.
 var dir = FileManager.default.currentDirectoryPath + "/.build-bench"
 var stateMiB = 64
@@ -148,6 +148,9 @@ var writeSeconds = 5.0
 var values = 4096
 var snapshotChunk: String?
 var keep = false
+var rounds = 5
+var etcdSnapshotCount: Int?
+var secondsGiven: Double?
 while !args.isEmpty {
     let flag = args.removeFirst()
     if flag == "--keep" {
@@ -163,6 +166,9 @@ while !args.isEmpty {
         guard let s = Double(value), s > 0 else { fail("--seconds needs a positive number") }
         appendSeconds = s
         writeSeconds = s
+        secondsGiven = s
+    case "--rounds": guard let n = Int(value), n > 0 else { fail("--rounds needs a positive number") }; rounds = n
+    case "--etcd-snapshot-count": guard let n = Int(value), n > 0 else { fail("--etcd-snapshot-count needs a positive number") }; etcdSnapshotCount = n
     case "--snapshot-chunk": snapshotChunk = value
     case "--values": guard let n = Int(value), n > 0 else { fail("--values needs a positive number") }; values = n
     default: fail("unknown option \(flag); \(usage)")
@@ -177,6 +183,10 @@ do {
     if what == "checker" || what == "all" {
         checkerBench()
         print("")
+    }
+    if what == "etcd" {
+        try versusEtcdBench(VersusOptions(dir: dir + "/etcd", seconds: secondsGiven ?? 5, rounds: rounds, etcdSnapshotCount: etcdSnapshotCount))
+        if !keep { try? FileManager.default.removeItem(atPath: dir + "/etcd") }
     }
     if what == "node" || what == "all" {
         try nodeBench(NodeBenchOptions(dir: dir + "/node", writeSeconds: writeSeconds, values: values, snapshotChunk: snapshotChunk))

@@ -1,0 +1,473 @@
+// raft-bench etcd: this cluster beside etcd 3.4 in one run (issue 12), as ratios.
+//
+// Three raft-node processes (the release build beside this binary; peers and clients over
+// UNIX sockets, fsync on, defaults: heartbeat 50 ms, election 150 ms, a snapshot every 1,000
+// entries) and three etcd processes (the `etcd` on PATH; peers and clients over loopback TCP,
+// fsync on, heartbeat 30 ms and election 150 ms, snapshot-count its default 100,000, or 1,000
+// with --snapshot-count 1000 for the second row of the issue), both on the same disk. One
+// load generator, compiled here, drives both: closed-loop clients, each a thread with its
+// own connection and one request in flight, putting values of a given size on keys of its
+// own; ours through the client socket (JSON lines), etcd through its JSON gateway
+// (HTTP/1.1 keep-alive POST /v3/kv/put, base64 keys and values), both to the leader.
+// Rounds alternate between the systems; each figure is the median of the rounds. Server
+// CPU per write is the three servers' user + system time (/proc/PID/stat) over a round,
+// divided by its writes; the generator's own CPU (getrusage) is printed beside it and not
+// counted as the servers'.
+import Dispatch
+import Foundation
+import RaftNodeKit
+import RaftNodeWire
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+struct VersusOptions {
+    var dir: String
+    var seconds = 5.0
+    var rounds = 5
+    /// etcd's --snapshot-count (nil: its default, 100,000).
+    var etcdSnapshotCount: Int?
+}
+
+// MARK: One connection that puts
+
+protocol PutConnection: AnyObject {
+    /// One put, answered ok, or throws.
+    func put(key: String, value: [UInt8]) throws
+}
+
+/// A raft-node client connection: a JSON line out, its answer back.
+final class OursConnection: PutConnection {
+    let socket: LineSocket
+    var id = 0
+    init(path: String) throws { socket = try LineSocket(path: path) }
+
+    func put(key: String, value: [UInt8]) throws {
+        id += 1
+        var line = Array(#"{"id":\#(id),"op":"put","key":"\#(key)","value":""#.utf8)
+        line += value
+        line += Array("\"}\n".utf8)
+        try socket.send(line)
+        let a = try parseAnswer(socket.readLine())
+        guard a["ok"]?.boolValue == true else { throw BenchError("put answered \(a)") }
+    }
+}
+
+/// An HTTP/1.1 keep-alive connection to etcd's JSON gateway.
+final class EtcdConnection: PutConnection {
+    let fd: Int32
+    let host: String
+    private var buffer: [UInt8] = []
+
+    init(port: UInt16) throws {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw BenchError("socket: errno \(errno)") }
+        var one: Int32 = 1
+        setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_port = port.bigEndian
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let r = withUnsafePointer(to: &addr) { p in
+            p.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard r == 0 else {
+            close(fd)
+            throw BenchError("connect to 127.0.0.1:\(port): errno \(errno)")
+        }
+        self.fd = fd
+        host = "127.0.0.1:\(port)"
+    }
+
+    /// Convenience for one attempt with a bound on each send and receive.
+    convenience init(port: UInt16, timeoutMs: Int) throws {
+        try self.init(port: port)
+        var tv = timeval(tv_sec: timeoutMs / 1000, tv_usec: __suseconds_t((timeoutMs % 1000) * 1000))
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+    }
+
+    deinit { close(fd) }
+
+    func put(key: String, value: [UInt8]) throws {
+        let body = Array(#"{"key":"\#(Data(key.utf8).base64EncodedString())","value":"\#(Data(value).base64EncodedString())"}"#.utf8)
+        let (status, answer) = try post("/v3/kv/put", body)
+        guard status == 200 else { throw BenchError("etcd put answered \(status): \(String(decoding: answer.prefix(200), as: UTF8.self))") }
+    }
+
+    /// One request and its answer (status, body).
+    func post(_ path: String, _ body: [UInt8]) throws -> (Int, [UInt8]) {
+        let request = Array("POST \(path) HTTP/1.1\r\nHost: \(host)\r\nContent-Type: application/json\r\nContent-Length: \(body.count)\r\n\r\n".utf8) + body
+        try request.withUnsafeBytes { raw in
+            var sent = 0
+            while sent < raw.count {
+                let n = send(fd, raw.baseAddress! + sent, raw.count - sent, Int32(MSG_NOSIGNAL))
+                guard n > 0 else { throw BenchError("send to etcd: errno \(errno)") }
+                sent += n
+            }
+        }
+        // Headers up to the blank line, then Content-Length bytes.
+        var headerEnd: Int?
+        while headerEnd == nil {
+            headerEnd = Self.find([13, 10, 13, 10], in: buffer).map { $0 + 4 }
+            if headerEnd == nil { try fill() }
+        }
+        let head = String(decoding: buffer[..<headerEnd!], as: UTF8.self)
+        let lines = head.split(separator: "\r\n")
+        guard let first = lines.first, let status = Int(first.split(separator: " ").dropFirst().first ?? "") else {
+            throw BenchError("not an HTTP answer: \(head.prefix(100))")
+        }
+        var length = 0
+        for l in lines.dropFirst() where l.lowercased().hasPrefix("content-length:") {
+            length = Int(l.dropFirst("content-length:".count).trimmingCharacters(in: .whitespaces)) ?? 0
+        }
+        while buffer.count < headerEnd! + length { try fill() }
+        let answer = Array(buffer[headerEnd!..<(headerEnd! + length)])
+        buffer.removeFirst(headerEnd! + length)
+        return (status, answer)
+    }
+
+    private func fill() throws {
+        var chunk = [UInt8](repeating: 0, count: 16 << 10)
+        let n = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+        guard n > 0 else { throw BenchError("etcd closed the connection (errno \(errno))") }
+        buffer += chunk[..<n]
+    }
+
+    static func find(_ needle: [UInt8], in hay: [UInt8]) -> Int? {
+        guard hay.count >= needle.count else { return nil }
+        for i in 0...(hay.count - needle.count) where hay[i] == needle[0] {
+            if Array(hay[i..<(i + needle.count)]) == needle { return i }
+        }
+        return nil
+    }
+}
+
+// MARK: CPU
+
+/// User + system CPU seconds of a process so far (its threads included).
+func processCPUSeconds(_ pid: Int32) -> Double {
+    guard let text = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+        let paren = text.lastIndex(of: ")")
+    else { return 0 }
+    // After "pid (comm) ": state is field 3; utime and stime are fields 14 and 15.
+    let fields = text[text.index(after: paren)...].split(separator: " ")
+    guard fields.count > 13, let u = Double(fields[11]), let s = Double(fields[12]) else { return 0 }
+    return (u + s) / Double(sysconf(Int32(_SC_CLK_TCK)))
+}
+
+/// This process's own user + system CPU seconds (the load generator).
+func selfCPUSeconds() -> Double {
+    var u = rusage()
+    getrusage(RUSAGE_SELF.rawValue, &u)
+    return Double(u.ru_utime.tv_sec) + Double(u.ru_utime.tv_usec) / 1e6 + Double(u.ru_stime.tv_sec) + Double(u.ru_stime.tv_usec) / 1e6
+}
+
+// MARK: The load generator
+
+struct RoundResult {
+    var rate: Double
+    var p50: Double
+    var p99: Double
+    var writes: Int
+    /// Server CPU per write (µs) and the generator's CPU per write (µs).
+    var serverUs: Double
+    var clientUs: Double
+}
+
+/// `clients` closed-loop clients for `seconds`, each on a connection `connect` makes.
+func drive(clients: Int, seconds: Double, valueBytes: Int, servers: [Int32], connect: @escaping @Sendable () throws -> PutConnection) throws -> RoundResult {
+    let results = Latencies()
+    let group = DispatchGroup()
+    let begin = DispatchSemaphore(value: 0)
+    let connected = DispatchSemaphore(value: 0)
+    let generator = TextGenerator()
+    for c in 0..<clients {
+        group.enter()
+        let value = generator.text(seed: UInt64(c + 1), bytes: valueBytes)
+        let t = Thread {
+            defer { group.leave() }
+            var lat: [Double] = []
+            lat.reserveCapacity(1 << 16)
+            do {
+                let connection = try connect()
+                connected.signal()
+                begin.wait()
+                let end = DispatchTime.now().uptimeNanoseconds + UInt64(seconds * 1e9)
+                var i = 0
+                while true {
+                    let t0 = DispatchTime.now().uptimeNanoseconds
+                    if t0 >= end { break }
+                    try connection.put(key: "w\(c)-\(i % 1000)", value: value)
+                    lat.append(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e6)
+                    i += 1
+                }
+            } catch {
+                connected.signal()
+                results.fail("\(error)")
+            }
+            results.add(lat)
+        }
+        t.stackSize = 1 << 20
+        t.start()
+    }
+    for _ in 0..<clients { connected.wait() }
+    let cpu0 = servers.map(processCPUSeconds).reduce(0, +)
+    let self0 = selfCPUSeconds()
+    let t0 = DispatchTime.now().uptimeNanoseconds
+    for _ in 0..<clients { begin.signal() }
+    group.wait()
+    let elapsed = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
+    let cpu = servers.map(processCPUSeconds).reduce(0, +) - cpu0
+    let own = selfCPUSeconds() - self0
+    if let e = results.errors.first { throw BenchError("a client failed: \(e)") }
+    let sorted = results.values.sorted()
+    let n = max(1, sorted.count)
+    return RoundResult(
+        rate: Double(sorted.count) / elapsed, p50: percentile(sorted, 0.5), p99: percentile(sorted, 0.99), writes: sorted.count,
+        serverUs: cpu / Double(n) * 1e6, clientUs: own / Double(n) * 1e6)
+}
+
+// MARK: The two clusters
+
+/// Three etcd members on loopback ports from `base`.
+final class EtcdCluster {
+    var members: [(name: String, child: ChildProcess, clientPort: UInt16)]
+    private var arguments: [[String]] = []
+    private var outputs: [String] = []
+    private let binary: String
+
+    init(binary: String, dir: String, base: UInt16, snapshotCount: Int?) throws {
+        self.binary = binary
+        let names = ["e1", "e2", "e3"]
+        let peers = names.enumerated().map { "\($0.element)=http://127.0.0.1:\(base + UInt16(2 * $0.offset + 1))" }.joined(separator: ",")
+        var started: [(String, ChildProcess, UInt16)] = []
+        for (i, n) in names.enumerated() {
+            let client = base + UInt16(2 * i)
+            let peer = base + UInt16(2 * i + 1)
+            let data = "\(dir)/\(n)"
+            try FileManager.default.createDirectory(atPath: data, withIntermediateDirectories: true)
+            var args = [
+                "--name", n, "--data-dir", data + "/data",
+                "--listen-client-urls", "http://127.0.0.1:\(client)", "--advertise-client-urls", "http://127.0.0.1:\(client)",
+                "--listen-peer-urls", "http://127.0.0.1:\(peer)", "--initial-advertise-peer-urls", "http://127.0.0.1:\(peer)",
+                "--initial-cluster", peers, "--initial-cluster-state", "new", "--initial-cluster-token", "raft-bench",
+                "--heartbeat-interval", "30", "--election-timeout", "150", "--log-level", "warn",
+            ]
+            if let s = snapshotCount { args += ["--snapshot-count", "\(s)"] }
+            arguments.append(args)
+            outputs.append(data + "/stderr.txt")
+            started.append((n, try ChildProcess.spawn(path: binary, arguments: args, output: data + "/stderr.txt"), client))
+        }
+        members = started
+    }
+
+    /// SIGKILL to member `i`.
+    func kill(_ i: Int) {
+        members[i].child.signal(SIGKILL)
+        _ = members[i].child.waitBlocking()
+        close(members[i].child.stdinWriteEnd)
+    }
+
+    /// Member `i` started again on its data.
+    func restart(_ i: Int) throws {
+        members[i].child = try ChildProcess.spawn(path: binary, arguments: arguments[i], output: outputs[i] + ".\(Int(Date().timeIntervalSince1970))")
+    }
+
+    var pids: [Int32] { members.map(\.child.pid) }
+
+    /// The client port of the leader all members name, once they do.
+    func leaderPort(timeout: Double = 30) throws -> UInt16 {
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline {
+            var leaders: Set<String> = []
+            var selfIDs: [String: UInt16] = [:]
+            for m in members {
+                guard let c = try? EtcdConnection(port: m.clientPort), let answer = try? c.post("/v3/maintenance/status", Array("{}".utf8)),
+                    answer.0 == 200, let o = answer.1.withUnsafeBytes({ JSONValue.parse($0) })
+                else { continue }
+                if let l = o["leader"]?.stringValue { leaders.insert(l) }
+                if let me = o["header"]?["member_id"]?.stringValue { selfIDs[me] = m.clientPort }
+            }
+            if leaders.count == 1, selfIDs.count == members.count, let port = selfIDs[leaders.first!] { return port }
+            usleep(100_000)
+        }
+        throw BenchError("etcd elected no leader within \(Int(timeout)) s (see its stderr.txt files)")
+    }
+
+    func stop() {
+        for m in members where m.child.reap() == nil {
+            m.child.signal(SIGTERM)
+            _ = m.child.waitBlocking()
+            close(m.child.stdinWriteEnd)
+        }
+    }
+}
+
+func findOnPath(_ name: String) -> String? {
+    for dir in (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin").split(separator: ":") {
+        let p = "\(dir)/\(name)"
+        if FileManager.default.isExecutableFile(atPath: p) { return p }
+    }
+    return nil
+}
+
+func median(_ xs: [Double]) -> Double {
+    let s = xs.sorted()
+    guard !s.isEmpty else { return .nan }
+    return s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2
+}
+
+// MARK: The bench
+
+func versusEtcdBench(_ o: VersusOptions) throws {
+    guard let selfPath = Bundle.main.executablePath else { throw BenchError("cannot tell where raft-bench is") }
+    let binary = URL(fileURLWithPath: selfPath).resolvingSymlinksInPath().deletingLastPathComponent().appendingPathComponent("raft-node").path
+    guard FileManager.default.isExecutableFile(atPath: binary) else {
+        throw BenchError("no raft-node beside raft-bench (\(binary)); build it first: swift build -c release --product raft-node")
+    }
+    guard let etcd = findOnPath("etcd") else {
+        throw BenchError("no etcd on PATH: apt-get install -y etcd-server (Debian's etcd 3.4)")
+    }
+    var template = Array("/tmp/rbe.XXXXXX".utf8CString)
+    guard let sockDirC = mkdtemp(&template) else { throw BenchError("mkdtemp failed") }
+    let sockDir = String(cString: sockDirC)
+    try? FileManager.default.removeItem(atPath: o.dir)
+    try FileManager.default.createDirectory(atPath: o.dir, withIntermediateDirectories: true)
+
+    let names = ["n1", "n2", "n3"]
+    let members = names.flatMap { ["--member", "\($0)=\(sockDir)/\($0).peer"] }
+    var nodes: [NodeProcess] = []
+    var etcdCluster: EtcdCluster?
+    defer {
+        for n in nodes { n.stop() }
+        etcdCluster?.stop()
+        try? FileManager.default.removeItem(atPath: sockDir)
+    }
+    for n in names {
+        nodes.append(try NodeProcess(binary: binary, name: n, dataDir: "\(o.dir)/ours/\(n)", peer: "\(sockDir)/\(n).peer", client: "\(sockDir)/\(n).cli", extra: members))
+    }
+    let sockets = try nodes.map { try $0.waitUp() }
+    let ourLeader = nodes[try waitForLeader(sockets, names: names)]
+    let base = UInt16(20_000 + Int(getpid()) % 20_000)
+    etcdCluster = try EtcdCluster(binary: etcd, dir: o.dir + "/etcd", base: base, snapshotCount: o.etcdSnapshotCount)
+    let etcdPort = try etcdCluster!.leaderPort()
+    let etcdPids = etcdCluster!.pids
+
+    print("raft-bench etcd: \(binary) beside \(etcd) (\(etcdVersion(etcd)))")
+    print("  ours: 3 raft-node, UNIX sockets, defaults (heartbeat 50 ms, election 150 ms, snapshot every 1000 entries), fsync on")
+    print("  etcd: 3 members, loopback TCP, heartbeat 30 ms, election 150 ms, snapshot-count \(o.etcdSnapshotCount.map(String.init) ?? "100000 (its default)"), fsync on")
+    print("  data in \(o.dir); \(ProcessInfo.processInfo.activeProcessorCount) CPUs; \(o.rounds) rounds of \(Int(o.seconds)) s, alternating, medians")
+    print("  one load generator for both: closed-loop clients, a thread and a connection each, one put in flight, to the leader")
+
+    let leaderSocket = ourLeader.client
+    let workloads: [(String, Int, Int)] = [("1 client, 100 B", 1, 100), ("64 clients, 100 B", 64, 100), ("64 clients, 1 KiB", 64, 1024)]
+    print("")
+    print("| workload | ours: writes/s; p50; server CPU/write; generator CPU/write | etcd: the same | ours / etcd: writes/s; p50; server CPU/write |")
+    print("|---|---|---|---|")
+    for (label, clients, bytes) in workloads {
+        var ours: [RoundResult] = []
+        var theirs: [RoundResult] = []
+        for round in 0..<o.rounds {
+            // Alternate which goes first, so that neither always runs on a warmer machine.
+            let order = round % 2 == 0 ? [true, false] : [false, true]
+            for isOurs in order {
+                if isOurs {
+                    ours.append(try drive(clients: clients, seconds: o.seconds, valueBytes: bytes, servers: nodes.map(\.pid)) { try OursConnection(path: leaderSocket) })
+                } else {
+                    theirs.append(try drive(clients: clients, seconds: o.seconds, valueBytes: bytes, servers: etcdPids) { try EtcdConnection(port: etcdPort) })
+                }
+            }
+        }
+        func summary(_ r: [RoundResult]) -> (rate: Double, p50: Double, server: Double, client: Double) {
+            (median(r.map(\.rate)), median(r.map(\.p50)), median(r.map(\.serverUs)), median(r.map(\.clientUs)))
+        }
+        let a = summary(ours)
+        let b = summary(theirs)
+        func cell(_ s: (rate: Double, p50: Double, server: Double, client: Double)) -> String {
+            String(format: "%.0f/s; %.2f ms; %.0f µs; %.0f µs", s.rate, s.p50, s.server, s.client)
+        }
+        print("| \(label) | \(cell(a)) | \(cell(b)) | " + String(format: "**%.2f**; %.2f; **%.2f**", a.rate / b.rate, a.p50 / b.p50, a.server / b.server) + " |")
+    }
+    print("")
+    print("  (server CPU/write: the three servers' user+system time over a round / its writes; generator CPU/write: this process's, not counted as the servers')")
+
+    let times = max(5, o.rounds)
+    let (fa, fb) = try failoverRounds(times: times, ours: &nodes, names: names, binary: binary, members: members, etcd: etcdCluster!)
+    func spread(_ xs: [Double]) -> (p50: Double, p90: Double, max: Double) {
+        let s = xs.sorted()
+        return (median(s), percentile(s, 0.9), s.last ?? .nan)
+    }
+    let x = spread(fa)
+    let y = spread(fb)
+    print("")
+    print("Failover, SIGKILL of the leader to the next put a survivor acknowledges (\(times) each, alternating; p50 / p90 / max):")
+    print(String(format: "  ours %.0f / %.0f / %.0f ms; etcd %.0f / %.0f / %.0f ms; ours / etcd %.2f / %.2f / %.2f", x.p50, x.p90, x.max, y.p50, y.p90, y.max, x.p50 / y.p50, x.p90 / y.p90, x.max / y.max))
+    print("  ours: " + fa.map { String(format: "%.0f", $0) }.joined(separator: ", ") + " ms; etcd: " + fb.map { String(format: "%.0f", $0) }.joined(separator: ", ") + " ms")
+}
+
+func etcdVersion(_ etcd: String) -> String {
+    let out = "/tmp/rbe-version-\(getpid()).txt"
+    defer { try? FileManager.default.removeItem(atPath: out) }
+    guard let child = try? ChildProcess.spawn(path: etcd, arguments: ["--version"], output: out) else { return "version unknown" }
+    _ = child.waitBlocking()
+    close(child.stdinWriteEnd)
+    let text = (try? String(contentsOfFile: out, encoding: .utf8)) ?? ""
+    return text.split(separator: "\n").first.map(String.init) ?? "version unknown"
+}
+
+// MARK: Failover
+
+/// Milliseconds from a SIGKILL of the leader to the next put acknowledged by a survivor:
+/// a client tries the survivors in turn, each attempt on a fresh connection bounded at
+/// 100 ms (a put that waits on a dead leader is given up and tried again).
+func failoverMs(kill: () -> Void, attempt: (Int) -> Bool, survivors: Int) -> Double {
+    let t0 = DispatchTime.now().uptimeNanoseconds
+    kill()
+    var k = 0
+    while true {
+        if attempt(k % survivors) { return Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e6 }
+        k += 1
+        if DispatchTime.now().uptimeNanoseconds - t0 > 30_000_000_000 { return .infinity }
+        usleep(1000)
+    }
+}
+
+/// `times` failovers of each system, alternating: kill the leader, time the next
+/// acknowledged put, start the killed member again on its data, let it catch up.
+func failoverRounds(
+    times: Int, ours: inout [NodeProcess], names: [String], binary: String, members: [String], etcd: EtcdCluster
+) throws -> (ours: [Double], etcd: [Double]) {
+    var a: [Double] = []
+    var b: [Double] = []
+    for _ in 0..<times {
+        // Ours.
+        let sockets = try ours.map { try $0.waitUp() }
+        let l = try waitForLeader(sockets, names: names)
+        let survivors = ours.indices.filter { $0 != l }.map { ours[$0].client }
+        let victim = ours[l]
+        var n = 0
+        a.append(failoverMs(kill: { victim.child.signal(SIGKILL); _ = victim.child.waitBlocking() }, attempt: { i in
+            n += 1
+            if case .answer(.written) = NodeConnection.request(.put(key: "failover", value: "\(n)"), to: survivors[i], timeoutMs: 100) { return true }
+            return false
+        }, survivors: survivors.count))
+        close(victim.child.stdinWriteEnd)
+        ours[l] = try NodeProcess(binary: binary, name: victim.name, dataDir: victim.dataDir, peer: victim.peer, client: victim.client, extra: members)
+        _ = try ours[l].waitUp()
+        usleep(1_000_000)
+        // etcd.
+        let port = try etcd.leaderPort()
+        guard let e = etcd.members.firstIndex(where: { $0.clientPort == port }) else { throw BenchError("no etcd leader") }
+        let ports = etcd.members.indices.filter { $0 != e }.map { etcd.members[$0].clientPort }
+        b.append(failoverMs(kill: { etcd.kill(e) }, attempt: { i in
+            guard let c = try? EtcdConnection(port: ports[i], timeoutMs: 100) else { return false }
+            return (try? c.put(key: "failover", value: Array("x".utf8))) != nil
+        }, survivors: ports.count))
+        try etcd.restart(e)
+        _ = try etcd.leaderPort()
+        usleep(1_000_000)
+    }
+    return (a, b)
+}
