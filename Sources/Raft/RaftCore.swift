@@ -965,6 +965,27 @@ public struct RaftCore: Sendable {
         send(to: peer, .snapshotRequest(snap))
     }
 
+    /// The shell saw `peer`'s connection to this node close from its side: its process ended
+    /// (a partition closes nothing; a paused or slow process keeps its sockets open). A
+    /// node whose leader that was stops counting on it at once: it forgets the leader, so it
+    /// grants votes (no lease for a leader it knows is gone), and campaigns, with PreVote,
+    /// after 1 + 2 x its rank among the other voters (by name) ticks instead of a whole
+    /// election timeout: the survivors, who all see the close, start one after another, two
+    /// ticks apart, so that the first is elected before the next campaigns, instead of
+    /// splitting the vote as two random draws of the same tick would. A campaign that fails
+    /// (a log behind, a split after all) waits the usual randomized timeout: tries closer
+    /// together than a message's round trip would never finish. PreVote still asks a
+    /// majority: a member that alone lost its connection to a live leader starts no election
+    /// that the others grant.
+    public mutating func peerDisconnected(_ peer: NodeID) {
+        guard peer != id, leader == peer, role != .leader else { return }
+        becomeFollower(term: term, leader: nil)
+        let others = configuration.voters.filter { $0 != peer }.sorted()
+        let rank = others.firstIndex(of: id) ?? others.count
+        electionElapsed = 0
+        randomizedElectionTimeout = 1 + 2 * rank
+    }
+
     /// The shell could not read the snapshot file of a transfer to `peer` (deleted, damaged):
     /// the transfer starts over with the newest snapshot.
     public mutating func snapshotSendFailed(to peer: NodeID, _ meta: SnapshotMetadata, reason: String) {

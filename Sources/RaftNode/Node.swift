@@ -93,7 +93,8 @@ public enum NodeRuntime {
             onMessage: { mailbox.post(.node(.message($0))) },
             onError: { what, detail in mailbox.post(.node(.error(what: what, detail: detail))) },
             isKnownPeer: { _ in true },
-            onPeerAddress: { mailbox.post(.node(.peerAddress($0, $1))) })
+            onPeerAddress: { mailbox.post(.node(.peerAddress($0, $1))) },
+            onPeerDisconnected: { mailbox.post(.node(.peerDisconnected($0))) })
         try await transport.start()
         let server: ClientServer
         do {

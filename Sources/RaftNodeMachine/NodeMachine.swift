@@ -24,6 +24,9 @@ public enum NodeInput: Sendable {
     case error(what: String, detail: String)
     /// A peer this node has no address for connected, saying where it listens (its hello).
     case peerAddress(NodeID, String)
+    /// A peer's connection to this node closed from its side (its process ended): a
+    /// follower of that peer campaigns within a heartbeat (`RaftCore.peerDisconnected`).
+    case peerDisconnected(NodeID)
     /// SIGTERM, stdin closed: stop.
     case stop(reason: String)
     /// The storage failed: stop, exit 1.
@@ -232,6 +235,11 @@ public struct NodeMachine: Sendable {
             core.snapshotSendFailed(to: to, meta, reason: reason)
         case let .error(what, detail):
             emit(.error(what: what, detail: detail))
+        case let .peerDisconnected(peer):
+            if core.leader == peer, core.role != .leader {
+                note("the connection from \(peer), the leader, closed: its process ended; campaigning within a heartbeat")
+            }
+            core.peerDisconnected(peer)
         case let .peerAddress(peer, address):
             // A configuration's address wins; this one only fills a gap until the log names
             // the peer (a leader added while this member was cut off must be answered).

@@ -113,6 +113,9 @@ public final class MachineSimulation {
         case restored(NodeID, incarnation: Int, SnapshotMetadata, ms: Int)
         case restart(NodeID)
         case crash(NodeID, incarnation: Int)
+        /// `from`'s process ended: its connection to the node closed (the transport's
+        /// onPeerDisconnected).
+        case disconnected(NodeID, incarnation: Int, from: NodeID)
         case heal
         case fault
         case client
@@ -126,7 +129,7 @@ public final class MachineSimulation {
             switch self {
             case let .wake(id, _), let .taken(id, _, _, _, _), let .takeFailed(id, _), let .restored(id, _, _, _): id
             case let .deliver(m): m.to
-            case let .request(id, _, _, _): id
+            case let .request(id, _, _, _), let .disconnected(id, _, _): id
             default: nil
             }
         }
@@ -209,6 +212,11 @@ public final class MachineSimulation {
             node.machine!.advance(to: Millis(now))
             drain(node)
             queue.push(.wake(id, incarnation: incarnation), at: now + options.tickMs)
+        case let .disconnected(id, incarnation, from):
+            guard let node = nodes[id], node.incarnation == incarnation, node.machine != nil else { return }
+            log("\(id) sees its connection from \(from) close")
+            node.machine!.step(.peerDisconnected(from), now: Millis(now))
+            drain(node)
         case let .deliver(m):
             guard let node = nodes[m.to], node.machine != nil else { return }
             log("deliver \(m)")
@@ -333,6 +341,9 @@ public final class MachineSimulation {
         result.crashes += 1
         outstanding = outstanding.filter { $0.value.node != id }
         log("crash \(id)")
+        for (other, peer) in nodes.sorted(by: { $0.key < $1.key }) where other != id && peer.machine != nil {
+            queue.push(.disconnected(other, incarnation: peer.incarnation, from: id), at: now + 1)
+        }
     }
 
     /// Carries out the machine's outputs in order, then checks what its core now holds.

@@ -12,6 +12,9 @@ struct InboundSettings: Sendable {
     var isKnownPeer: @Sendable (NodeID) -> Bool
     /// A peer's hello was accepted: it runs and can be reached, at the address it gives.
     var onPeerConnected: @Sendable (NodeID, _ address: String) -> Void = { _, _ in }
+    /// A peer's connection, hello accepted, closed from its side (its process ended, or it
+    /// closed the socket): not one this side refused.
+    var onPeerDisconnected: @Sendable (NodeID) -> Void = { _ in }
     /// How long a new connection may take to send its hello.
     var helloTimeout: TimeAmount = .seconds(10)
 }
@@ -82,6 +85,10 @@ struct InboundConnection: ByteToMessageDecoder {
                 "\(source): closed after \(buffer.readableBytes) bytes without a complete hello")
         }
         buffer.moveReaderIndex(to: buffer.writerIndex)
+        if let peer, !closing {
+            closing = true
+            settings.onPeerDisconnected(peer)
+        }
         return .needMoreData
     }
 

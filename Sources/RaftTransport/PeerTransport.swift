@@ -67,6 +67,7 @@ public final class PeerTransport: Sendable {
     private let onError: @Sendable (_ what: String, _ detail: String) -> Void
     private let isKnownPeer: @Sendable (NodeID) -> Bool
     private let onPeerAddress: @Sendable (NodeID, String) -> Void
+    private let onPeerDisconnected: @Sendable (NodeID) -> Void
     /// The longest wait between two dials to a peer that is down (tests lengthen it).
     let maximumBackoff: TimeAmount
     private let state = NIOLockedValueBox(State())
@@ -98,6 +99,9 @@ public final class PeerTransport: Sendable {
     ///   - isKnownPeer: whether a sender named in a hello may connect.
     ///   - onPeerAddress: a peer with no address here connected, saying where it listens
     ///     (the owner may add it to the address book with `setPeers`).
+    ///   - onPeerDisconnected: a peer's connection to this member closed from its side: its
+    ///     process ended, or it closed the socket (a network that drops packets closes
+    ///     nothing; a paused process keeps its sockets open).
     public convenience init(
         name: NodeID,
         clusterID: String,
@@ -108,21 +112,24 @@ public final class PeerTransport: Sendable {
         onMessage: @escaping @Sendable (Message) -> Void,
         onError: @escaping @Sendable (_ what: String, _ detail: String) -> Void,
         isKnownPeer: @escaping @Sendable (NodeID) -> Bool,
-        onPeerAddress: @escaping @Sendable (NodeID, _ address: String) -> Void = { _, _ in }
+        onPeerAddress: @escaping @Sendable (NodeID, _ address: String) -> Void = { _, _ in },
+        onPeerDisconnected: @escaping @Sendable (NodeID) -> Void = { _ in }
     ) {
         self.init(
             name: name, clusterID: clusterID, listen: address, group: group, maxFrameBytes: maxFrameBytes, maxQueuedBytes: maxQueuedBytes,
             maximumBackoff: OutboundPeer.defaultMaximumBackoff, onMessage: onMessage, onError: onError, isKnownPeer: isKnownPeer,
-            onPeerAddress: onPeerAddress)
+            onPeerAddress: onPeerAddress, onPeerDisconnected: onPeerDisconnected)
     }
 
     init(
         name: NodeID, clusterID: String, listen address: String, group: any EventLoopGroup, maxFrameBytes: Int, maxQueuedBytes: Int,
         maximumBackoff: TimeAmount, onMessage: @escaping @Sendable (Message) -> Void,
         onError: @escaping @Sendable (_ what: String, _ detail: String) -> Void, isKnownPeer: @escaping @Sendable (NodeID) -> Bool,
-        onPeerAddress: @escaping @Sendable (NodeID, _ address: String) -> Void = { _, _ in }
+        onPeerAddress: @escaping @Sendable (NodeID, _ address: String) -> Void = { _, _ in },
+        onPeerDisconnected: @escaping @Sendable (NodeID) -> Void = { _ in }
     ) {
         self.onPeerAddress = onPeerAddress
+        self.onPeerDisconnected = onPeerDisconnected
         self.maximumBackoff = maximumBackoff
         self.name = name
         self.clusterID = clusterID
@@ -178,6 +185,7 @@ public final class PeerTransport: Sendable {
                 self.onPeerAddress(peer, address)
             }
         }
+        inbound.onPeerDisconnected = onPeerDisconnected
         let settings = inbound
         let maxBuffer = maxFrameBytes + Frame.headerSize + 64 * 1024
         let bootstrap = ServerBootstrap(group: group)

@@ -57,6 +57,53 @@ struct ElectionTests {
         #expect(cluster["n3"].term == 2)
     }
 
+    @Test func followersOfALeaderWhoseConnectionClosedElectAnotherWithinAHeartbeat() {
+        let settings = Settings.test(preVote: true, checkQuorum: true)
+        for seed in UInt64(1)...20 {
+            let cluster = TestCluster(settings: settings, seed: seed)
+            cluster.elect("n1")
+            cluster.tickAll(times: settings.heartbeatTicks)
+            #expect(cluster["n2"].leader == "n1" && cluster["n3"].leader == "n1")
+            let term = cluster["n1"].term
+            // n1's process dies: its connections close on both followers.
+            cluster.isolate("n1")
+            cluster.peerDisconnected("n2", from: "n1")
+            cluster.peerDisconnected("n3", from: "n1")
+            var ticks = 0
+            while !cluster.leaders.contains(where: { $0 != "n1" }) && ticks < settings.electionTicks {
+                for id in ["n2", "n3"] { cluster.tick(id) }
+                cluster.deliverAll()
+                ticks += 1
+            }
+            // n2 (the first survivor by name) campaigns after one tick, n3 two ticks later:
+            // elected within a heartbeat interval, well before an election timeout.
+            #expect(cluster.leaders.contains { $0 != "n1" }, "seed \(seed): no new leader in \(ticks) ticks")
+            #expect(ticks <= settings.heartbeatTicks, "seed \(seed): \(ticks) ticks")
+            #expect(cluster.leaders.contains("n2"), "seed \(seed): \(cluster.leaders)")
+            #expect(cluster["n2"].term > term || cluster["n3"].term > term)
+        }
+    }
+
+    @Test func aLoneClosedConnectionToALiveLeaderDisturbsNothing() {
+        let settings = Settings.test(preVote: true, checkQuorum: true)
+        let cluster = TestCluster(settings: settings, seed: 3)
+        cluster.elect("n1")
+        cluster.tickAll(times: settings.heartbeatTicks)
+        let term = cluster["n1"].term
+        // Only n2 sees a close; n1 lives and n3 still hears from it: n3 refuses n2's poll
+        // (its lease), n2 hears n1's next heartbeat and follows it again.
+        cluster.peerDisconnected("n2", from: "n1")
+        #expect(cluster["n2"].leader == nil)
+        // A peer that is not the leader: nothing changes.
+        cluster.peerDisconnected("n3", from: "n2")
+        #expect(cluster["n3"].leader == "n1")
+        cluster.tickAll(times: 3 * settings.heartbeatTicks)
+        #expect(cluster.leaders == ["n1"])
+        let terms = ["n1", "n2", "n3"].map { cluster[$0].term }
+        #expect(terms == [term, term, term])
+        #expect(cluster["n2"].leader == "n1")
+    }
+
     @Test func preCandidateDoesNotRaiseItsTerm() {
         let cluster = TestCluster(settings: .test(preVote: true))
         var actions: [Action] = []

@@ -126,6 +126,13 @@ final class TestCluster {
         }
     }
 
+    /// `id`'s shell saw `peer`'s connection close (its process ended).
+    @discardableResult
+    func peerDisconnected(_ id: NodeID, from peer: NodeID) -> [Action] {
+        nodes[id]!.core.peerDisconnected(peer)
+        return process(id)
+    }
+
     /// Hands `message` to its addressee directly (not through the queue); returns the actions.
     @discardableResult
     func step(_ message: Message) -> [Action] {

@@ -197,9 +197,19 @@ public final class SimulatedCluster: ClusterBackend, @unchecked Sendable {
         return node
     }
 
-    /// `name`'s process ended: every connection to it closed. With the planted fault
-    /// `stuck-peer-connection`, a sender never dials it again until the sender restarts.
+    /// `name`'s process ended: every connection to it closed, and each other node's
+    /// connection from it sees the end a link's latency later (the process transport's
+    /// onPeerDisconnected; the harness's link proxies pass a close on even across a cut).
+    /// With the planted fault `stuck-peer-connection`, a sender never dials it again until
+    /// the sender restarts.
     func connectionsClosed(to name: String) {
+        for (other, node) in nodes.sorted(by: { $0.key < $1.key }) where other != name {
+            let incarnation = node.incarnation
+            timeline.schedule(at: timeline.nowUs + rates.linkUs) { [weak self] in
+                guard let self, let n = self.nodes[other], n.incarnation == incarnation else { return }
+                n.deliver(.peerDisconnected(name))
+            }
+        }
         guard plantedFaults.contains(.stuckPeerConnection) else { return }
         for (other, node) in nodes.sorted(by: { $0.key < $1.key }) where other != name {
             stuckLinks[other + ">" + name] = node.incarnation
