@@ -35,6 +35,12 @@ public enum Action: Sendable, Hashable {
     case abortSnapshotReceive(SnapshotMetadata)
     /// Something worth recording (events.jsonl, node.log); changes nothing.
     case observe(Observation)
+    /// The read `id` (`RaftCore.readIndex`) may be answered from the state applied through
+    /// `index`, or any later state: a majority confirmed this node led after it came.
+    case readReady(id: UInt64, index: LogIndex)
+    /// The read `id` cannot be answered here: this node stopped leading first (no state
+    /// changed: the client may ask the next leader).
+    case readFailed(id: UInt64)
 }
 
 /// What a core reports of itself, for the events file and the logs.

@@ -20,6 +20,10 @@ public struct Message: Sendable, Hashable, CustomStringConvertible {
         /// (never beyond what the leader knows the follower holds).
         case heartbeat(commitIndex: LogIndex)
         case heartbeatResponse
+        /// A heartbeat that asks to be answered with its `round`: the leader confirms it still
+        /// leads before it answers the reads that came before the round (ReadIndex).
+        case readRound(commitIndex: LogIndex, round: UInt64)
+        case readRoundResponse(round: UInt64)
         case requestVote(RequestVote)
         case requestVoteResponse(granted: Bool, preVote: Bool)
         case snapshotRequest(SnapshotMetadata)
@@ -134,6 +138,8 @@ extension Message.Body {
         case .appendEntriesResponse: "AppendEntriesResponse"
         case .heartbeat: "Heartbeat"
         case .heartbeatResponse: "HeartbeatResponse"
+        case .readRound: "ReadRound"
+        case .readRoundResponse: "ReadRoundResponse"
         case let .requestVote(v): v.preVote ? "PreVote" : "RequestVote"
         case let .requestVoteResponse(_, p): p ? "PreVoteResponse" : "RequestVoteResponse"
         case .snapshotRequest: "SnapshotRequest"
@@ -154,6 +160,8 @@ extension Message.Body: CustomStringConvertible {
             "AppendEntriesResponse(\(r.success ? "ok" : "reject") \(r.index), hint \(r.hintIndex)@\(r.hintTerm), last \(r.lastIndex))"
         case let .heartbeat(c): "Heartbeat(commit \(c))"
         case .heartbeatResponse: "HeartbeatResponse"
+        case let .readRound(c, r): "ReadRound(commit \(c), round \(r))"
+        case let .readRoundResponse(r): "ReadRoundResponse(round \(r))"
         case let .requestVote(v): "\(v.preVote ? "PreVote" : "RequestVote")(last \(v.lastLogIndex)@\(v.lastLogTerm))"
         case let .requestVoteResponse(g, p): "\(p ? "PreVote" : "RequestVote")Response(\(g ? "granted" : "denied"))"
         case let .snapshotRequest(m): "SnapshotRequest(\(m))"

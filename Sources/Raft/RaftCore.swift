@@ -86,6 +86,9 @@ public struct RaftCore: Sendable {
     private var electionElapsed = 0
     private var heartbeatElapsed = 0
     private var randomizedElectionTimeout = 0
+    /// Linearizable reads waiting on this leader (ReadIndex): each needs a confirmation round
+    /// sent after it came, and is answered from the state applied through its index.
+    private var reads = ReadRounds()
     private var votes: [NodeID: Bool] = [:]
     /// Members removed by this leader, to be told once their removal commits.
     private var departing: [NodeID: Departing] = [:]
@@ -268,6 +271,11 @@ public struct RaftCore: Sendable {
     // MARK: Role changes
 
     private mutating func setRole(_ newRole: Role, leader newLeader: NodeID?) {
+        if role == .leader || newRole == .leader {
+            // A new leader starts its rounds afresh; one that stops leading answers none.
+            for id in reads.all { actions.append(.readFailed(id: id)) }
+            reads = ReadRounds()
+        }
         let changed = newRole != role || newLeader != leader
         role = newRole
         leader = newLeader
@@ -399,14 +407,14 @@ public struct RaftCore: Sendable {
                 becomeFollower(term: m.term, leader: nil)
             case .requestVoteResponse(let granted, let preVote) where preVote && granted:
                 break  // a granted poll carries the term we would campaign in
-            case .appendEntries, .heartbeat, .snapshotRequest, .snapshotRecoveryRequest:
+            case .appendEntries, .heartbeat, .readRound, .snapshotRequest, .snapshotRecoveryRequest:
                 becomeFollower(term: m.term, leader: m.from)
             default:
                 becomeFollower(term: m.term, leader: nil)
             }
         } else if m.term < term {
             switch m.body {
-            case .appendEntries, .heartbeat, .snapshotRequest, .snapshotRecoveryRequest:
+            case .appendEntries, .heartbeat, .readRound, .snapshotRequest, .snapshotRecoveryRequest:
                 // Tell a stale leader of the newer term so that it steps down.
                 send(to: m.from, .heartbeatResponse)
             case .requestVote(let rv):
@@ -436,6 +444,17 @@ public struct RaftCore: Sendable {
             send(to: m.from, .heartbeatResponse)
         case .heartbeatResponse:
             handleHeartbeatResponse(from: m.from)
+        case let .readRound(commit, round):
+            hearFromLeader(m.from)
+            if commit > commitIndex && receiving?.installing != true {
+                commitTo(min(commit, log.lastIndex))
+            }
+            send(to: m.from, .readRoundResponse(round: round))
+        case let .readRoundResponse(round):
+            handleHeartbeatResponse(from: m.from)
+            guard role == .leader else { break }
+            reads.acks[m.from] = max(reads.acks[m.from] ?? 0, round)
+            confirmReads()
         case .snapshotRequest(let meta):
             hearFromLeader(m.from)
             handleSnapshotRequest(from: m.from, meta)
@@ -632,6 +651,11 @@ public struct RaftCore: Sendable {
         let old = commitIndex
         commitIndex = index
         actions.append(.observe(.commit(index)))
+        if role == .leader, !reads.beforeTermCommit.isEmpty, log.term(at: commitIndex) == term {
+            let waiting = reads.beforeTermCommit
+            reads.beforeTermCommit = []
+            for id in waiting { queueRead(id) }
+        }
         for c in configs where c.index > old && c.index <= index {
             actions.append(.observe(.config(index: c.index, c.configuration, committed: true)))
         }
@@ -826,6 +850,12 @@ public struct RaftCore: Sendable {
     }
 
     private mutating func broadcastHeartbeat() {
+        // A round whose messages or answers were lost is asked again with the heartbeat.
+        if let round = reads.inFlight {
+            for peer in configuration.voters.sorted() where peer != id && (reads.acks[peer] ?? 0) < round {
+                send(to: peer, .readRound(commitIndex: min(progress[peer]?.match ?? 0, commitIndex), round: round))
+            }
+        }
         for peer in progress.keys.sorted() {
             guard var pr = progress[peer] else { continue }
             send(to: peer, .heartbeat(commitIndex: min(pr.match, commitIndex)))
@@ -963,6 +993,59 @@ public struct RaftCore: Sendable {
         progress[peer] = pr
         actions.append(.observe(.snapshotSendStarted(to: peer, snap)))
         send(to: peer, .snapshotRequest(snap))
+    }
+
+    // MARK: Linearizable reads (ReadIndex, dissertation 6.4)
+
+    /// A linearizable read with no log entry. Returns false when this node does not lead
+    /// (refuse it, naming `leader`). Otherwise `.readReady(id, index)` follows once a
+    /// majority of the voters answered a round this leader sent after the read came (no
+    /// other leader can have committed anything then), with `index` its commit index when
+    /// the read came: the state applied through `index`, or any later one, answers it. A
+    /// leader that has not committed an entry of its own term yet may not know the commit
+    /// index: reads wait for that first commit. Reads that come while a round is in flight
+    /// share the next one. `.readFailed(id)` instead if this node stops leading first.
+    public mutating func readIndex(_ readID: UInt64) -> Bool {
+        guard role == .leader else { return false }
+        if log.term(at: commitIndex) != term {
+            reads.beforeTermCommit.append(readID)
+        } else {
+            queueRead(readID)
+        }
+        return true
+    }
+
+    private mutating func queueRead(_ readID: UInt64) {
+        if Quorum.isMajority([id], of: configuration.voters) || settings.mutations.contains(.readWithoutConfirmation) {
+            actions.append(.readReady(id: readID, index: commitIndex))
+            return
+        }
+        if reads.inFlight == nil {
+            startReadRound()
+            reads.waiting.append((readID, commitIndex, reads.round))
+        } else {
+            reads.waiting.append((readID, commitIndex, reads.round + 1))
+        }
+    }
+
+    private mutating func startReadRound() {
+        reads.round += 1
+        reads.inFlight = reads.round
+        for peer in configuration.voters.sorted() where peer != id {
+            send(to: peer, .readRound(commitIndex: min(progress[peer]?.match ?? 0, commitIndex), round: reads.round))
+        }
+    }
+
+    /// Answers the reads the round in flight confirms, once a majority answered it; then
+    /// sends the next round if reads wait for one.
+    private mutating func confirmReads() {
+        guard let round = reads.inFlight else { return }
+        let confirmed = reads.acks.filter { $0.value >= round }.map(\.key) + [id]
+        guard Quorum.isMajority(confirmed, of: configuration.voters) else { return }
+        reads.inFlight = nil
+        for r in reads.waiting where r.round <= round { actions.append(.readReady(id: r.id, index: r.index)) }
+        reads.waiting.removeAll { $0.round <= round }
+        if !reads.waiting.isEmpty { startReadRound() }
     }
 
     /// The shell saw `peer`'s connection to this node close from its side: its process ended
@@ -1224,4 +1307,19 @@ public struct RaftCore: Sendable {
             actions.append(.compactLog(through: point, term: t))
         }
     }
+}
+
+/// A leader's linearizable reads in progress (ReadIndex).
+struct ReadRounds: Sendable {
+    /// The last confirmation round sent, and the one sent and not yet confirmed.
+    var round: UInt64 = 0
+    var inFlight: UInt64?
+    /// The highest round each voter answered.
+    var acks: [NodeID: UInt64] = [:]
+    /// Reads with the commit index they must see and the round that confirms them.
+    var waiting: [(id: UInt64, index: LogIndex, round: UInt64)] = []
+    /// Reads that came before this leader committed an entry of its term.
+    var beforeTermCommit: [UInt64] = []
+
+    var all: [UInt64] { waiting.map(\.id) + beforeTermCommit }
 }

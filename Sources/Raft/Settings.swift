@@ -46,5 +46,8 @@ public struct Settings: Sendable, Hashable {
         /// A configuration takes effect when committed instead of when appended, and a new
         /// leader may change the configuration before committing an entry of its own term.
         case configOnCommit = "config-on-commit"
+        /// A leader answers a read (ReadIndex) at once, without a round that confirms it still
+        /// leads: a deposed leader that does not know it yet reads stale state.
+        case readWithoutConfirmation = "read-without-confirmation"
     }
 }

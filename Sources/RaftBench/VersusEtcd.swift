@@ -35,6 +35,9 @@ struct VersusOptions {
 protocol PutConnection: AnyObject {
     /// One put, answered ok, or throws.
     func put(key: String, value: [UInt8]) throws
+    /// One linearizable read (ours: `get`, by ReadIndex; etcd: a range of one key, which is
+    /// linearizable unless asked to be serializable), answered ok, or throws.
+    func get(key: String) throws
 }
 
 /// A raft-node client connection: a JSON line out, its answer back.
@@ -51,6 +54,13 @@ final class OursConnection: PutConnection {
         try socket.send(line)
         let a = try parseAnswer(socket.readLine())
         guard a["ok"]?.boolValue == true else { throw BenchError("put answered \(a)") }
+    }
+
+    func get(key: String) throws {
+        id += 1
+        try socket.send(Array(#"{"id":\#(id),"op":"get","key":"\#(key)"}"#.utf8) + [10])
+        let a = try parseAnswer(socket.readLine())
+        guard a["ok"]?.boolValue == true else { throw BenchError("get answered \(a)") }
     }
 }
 
@@ -94,6 +104,12 @@ final class EtcdConnection: PutConnection {
         let body = Array(#"{"key":"\#(Data(key.utf8).base64EncodedString())","value":"\#(Data(value).base64EncodedString())"}"#.utf8)
         let (status, answer) = try post("/v3/kv/put", body)
         guard status == 200 else { throw BenchError("etcd put answered \(status): \(String(decoding: answer.prefix(200), as: UTF8.self))") }
+    }
+
+    func get(key: String) throws {
+        let body = Array(#"{"key":"\#(Data(key.utf8).base64EncodedString())"}"#.utf8)
+        let (status, answer) = try post("/v3/kv/range", body)
+        guard status == 200 else { throw BenchError("etcd range answered \(status): \(String(decoding: answer.prefix(200), as: UTF8.self))") }
     }
 
     /// One request and its answer (status, body).
@@ -177,7 +193,9 @@ struct RoundResult {
 }
 
 /// `clients` closed-loop clients for `seconds`, each on a connection `connect` makes.
-func drive(clients: Int, seconds: Double, valueBytes: Int, servers: [Int32], connect: @escaping @Sendable () throws -> PutConnection) throws -> RoundResult {
+func drive(
+    clients: Int, seconds: Double, valueBytes: Int, reads: Bool = false, servers: [Int32], connect: @escaping @Sendable () throws -> PutConnection
+) throws -> RoundResult {
     let results = Latencies()
     let group = DispatchGroup()
     let begin = DispatchSemaphore(value: 0)
@@ -199,7 +217,11 @@ func drive(clients: Int, seconds: Double, valueBytes: Int, servers: [Int32], con
                 while true {
                     let t0 = DispatchTime.now().uptimeNanoseconds
                     if t0 >= end { break }
-                    try connection.put(key: "w\(c)-\(i % 1000)", value: value)
+                    if reads {
+                        try connection.get(key: "w\(c)-\(i % 1000)")
+                    } else {
+                        try connection.put(key: "w\(c)-\(i % 1000)", value: value)
+                    }
                     lat.append(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e6)
                     i += 1
                 }
@@ -362,11 +384,14 @@ func versusEtcdBench(_ o: VersusOptions) throws {
     print("  one load generator for both: closed-loop clients, a thread and a connection each, one put in flight, to the leader")
 
     let leaderSocket = ourLeader.client
-    let workloads: [(String, Int, Int)] = [("1 client, 100 B", 1, 100), ("64 clients, 100 B", 64, 100), ("64 clients, 1 KiB", 64, 1024)]
+    let workloads: [(String, Int, Int, Bool)] = [
+        ("1 client, 100 B", 1, 100, false), ("64 clients, 100 B", 64, 100, false), ("64 clients, 1 KiB", 64, 1024, false),
+        ("64 clients, linearizable reads", 64, 0, true),
+    ]
     print("")
-    print("| workload | ours: writes/s; p50; server CPU/write; generator CPU/write | etcd: the same | ours / etcd: writes/s; p50; server CPU/write |")
+    print("| workload | ours: ops/s; p50; server CPU/op; generator CPU/op | etcd: the same | ours / etcd: ops/s; p50; server CPU/op |")
     print("|---|---|---|---|")
-    for (label, clients, bytes) in workloads {
+    for (label, clients, bytes, reading) in workloads {
         var ours: [RoundResult] = []
         var theirs: [RoundResult] = []
         for round in 0..<o.rounds {
@@ -374,9 +399,15 @@ func versusEtcdBench(_ o: VersusOptions) throws {
             let order = round % 2 == 0 ? [true, false] : [false, true]
             for isOurs in order {
                 if isOurs {
-                    ours.append(try drive(clients: clients, seconds: o.seconds, valueBytes: bytes, servers: nodes.map(\.pid)) { try OursConnection(path: leaderSocket) })
+                    ours.append(
+                        try drive(clients: clients, seconds: o.seconds, valueBytes: bytes, reads: reading, servers: nodes.map(\.pid)) {
+                            try OursConnection(path: leaderSocket)
+                        })
                 } else {
-                    theirs.append(try drive(clients: clients, seconds: o.seconds, valueBytes: bytes, servers: etcdPids) { try EtcdConnection(port: etcdPort) })
+                    theirs.append(
+                        try drive(clients: clients, seconds: o.seconds, valueBytes: bytes, reads: reading, servers: etcdPids) {
+                            try EtcdConnection(port: etcdPort)
+                        })
                 }
             }
         }
@@ -391,7 +422,7 @@ func versusEtcdBench(_ o: VersusOptions) throws {
         print("| \(label) | \(cell(a)) | \(cell(b)) | " + String(format: "**%.2f**; %.2f; **%.2f**", a.rate / b.rate, a.p50 / b.p50, a.server / b.server) + " |")
     }
     print("")
-    print("  (server CPU/write: the three servers' user+system time over a round / its writes; generator CPU/write: this process's, not counted as the servers')")
+    print("  (server CPU/op: the three servers' user+system time over a round / its operations; generator CPU/op: this process's, not counted as the servers')")
 
     let times = max(5, o.rounds)
     let (fa, fb) = try failoverRounds(times: times, ours: &nodes, names: names, binary: binary, members: members, etcd: etcdCluster!)

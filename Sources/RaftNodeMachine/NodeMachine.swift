@@ -122,6 +122,19 @@ public struct NodeMachine: Sendable {
     }
     /// Client requests waiting for their entries, by index.
     private var pendingWrites: [LogIndex: Pending] = [:]
+    /// A `get` read by ReadIndex: waiting for its confirmation round (`index` nil), then for
+    /// the state applied through `index`.
+    private struct PendingRead {
+        var token: ClientToken
+        var key: String
+        var deadline: Millis
+        var index: LogIndex?
+    }
+    private var pendingReads: [UInt64: PendingRead] = [:]
+    private var nextReadID: UInt64 = 1
+    /// The index `store` holds the state of (the core's applied index may be ahead while its
+    /// actions are being carried out).
+    private var storeIndex: LogIndex = 0
     private struct PendingChange {
         var node: NodeID
         var adding: Bool
@@ -151,6 +164,7 @@ public struct NodeMachine: Sendable {
     public init(config: Config, seed: UInt64, state: DurableState, store: KeyValueStore, now: Millis) {
         self.config = config
         self.store = store
+        storeIndex = state.snapshot?.index ?? 0
         core = RaftCore(id: config.name, settings: config.settings, seed: seed, state: state)
         addressBook = config.initialAddresses
         restartedOnData = state.log.lastIndex > 0 || (state.snapshot?.index ?? 0) > 0
@@ -227,6 +241,7 @@ public struct NodeMachine: Sendable {
                 break
             }
             store = restored
+            storeIndex = meta.index
             emit(.snapshotInstalled(from: from, index: meta.index, snapshotTerm: meta.term, bytes: meta.size, ms: ms))
         case let .snapshotRestoreFailed(meta, reason):
             installingFrom = nil
@@ -265,12 +280,21 @@ public struct NodeMachine: Sendable {
             return
         }
         switch op {
-        case .put, .delete, .get:
+        case let .get(key):
+            // ReadIndex: no log entry; answered once the core confirms it still leads and
+            // the state applied reaches the commit index it had when the read came.
+            let id = nextReadID
+            nextReadID += 1
+            if core.readIndex(id) {
+                pendingReads[id] = PendingRead(token: token, key: key, deadline: deadline, index: nil)
+            } else {
+                answer(token, .failed(.notLeader, leader: core.leader))
+            }
+        case .put, .delete:
             let command: Command
             switch op {
             case let .put(key, value): command = .put(key: key, value: value)
             case let .delete(key): command = .delete(key: key)
-            case let .get(key): command = .get(key: key)
             default: return
             }
             switch core.propose([command.encoded()]) {
@@ -381,6 +405,10 @@ public struct NodeMachine: Sendable {
             pendingWrites[index] = nil
         }
         var timedOut: [ClientToken] = []
+        for (id, r) in pendingReads.sorted(by: { $0.key < $1.key }) where r.deadline < now {
+            timedOut.append(r.token)
+            pendingReads[id] = nil
+        }
         pendingChanges.removeAll { p in
             guard p.deadline < now else { return false }
             timedOut.append(p.token)
@@ -409,6 +437,7 @@ public struct NodeMachine: Sendable {
                     outputs.append(.sendSnapshotChunk(to: to, term: term, snapshot: meta, offset: offset, length: length, done: done))
                 case let .apply(entries):
                     apply(entries)
+                    if !pendingReads.isEmpty { answerReads() }
                 case let .takeSnapshot(index, term, configuration):
                     outputs.append(.takeSnapshot(index: index, term: term, configuration: configuration, state: store))
                 case let .beginSnapshotReceive(from, meta):
@@ -422,8 +451,25 @@ public struct NodeMachine: Sendable {
                     outputs.append(.abortSnapshotReceive)
                 case let .observe(o):
                     observe(o, now: now)
+                case let .readReady(id, index):
+                    pendingReads[id]?.index = index
+                    answerReads()
+                case let .readFailed(id):
+                    // SPEC section 5: a leader that steps down answers what it accepted
+                    // leadership-lost (for a read, nothing changed either way).
+                    if let r = pendingReads.removeValue(forKey: id) { answer(r.token, .failed(.leadershipLost, leader: core.leader)) }
                 }
             }
+        }
+    }
+
+    /// Answers the confirmed reads whose index the applied state has reached, from it.
+    private mutating func answerReads() {
+        let applied = storeIndex
+        for (id, r) in pendingReads.sorted(by: { $0.key < $1.key }) {
+            guard let index = r.index, index <= applied else { continue }
+            pendingReads[id] = nil
+            answer(r.token, .read(value: store[r.key], index: applied))
         }
     }
 
@@ -432,6 +478,7 @@ public struct NodeMachine: Sendable {
             emit(.apply(from: first.index, index: last.index, term: last.term))
         }
         for e in entries {
+            storeIndex = max(storeIndex, e.index)
             var read: String?? = nil
             if e.type == .command {
                 do {
@@ -556,6 +603,8 @@ public struct NodeMachine: Sendable {
         if stopReason == nil { stopReason = "stopped" }
         // Proposed, so perhaps committed: their outcome is unknown to the client.
         answerLeadershipLost()
+        for (_, r) in pendingReads.sorted(by: { $0.key < $1.key }) { answer(r.token, .failed(.leadershipLost, leader: core.leader)) }
+        pendingReads.removeAll()
         for p in pendingSnapshots { answer(p.token, .failed(.shuttingDown)) }
         pendingSnapshots.removeAll()
         if let c = commitToReport { emit(.commit(index: c)) }

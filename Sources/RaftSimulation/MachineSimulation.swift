@@ -65,6 +65,7 @@ public final class MachineSimulation {
     private var believedLeader: NodeID?
     /// Puts and deletes acknowledged: (index, term) of their entry.
     private var acknowledged: [(index: LogIndex, term: Term, token: ClientToken)] = []
+    private var highestAcknowledged: LogIndex = 0
     /// Reads answered: what and at which index.
     private var reads: [(key: String, value: String?, index: LogIndex, node: NodeID)] = []
     /// The committed log's commands, by index, as first seen committed (nil: not a command).
@@ -101,6 +102,8 @@ public final class MachineSimulation {
         /// The node has read it (one paused or stopping may never read it: its client then
         /// sees the connection close, not an answer).
         var read = false
+        /// The highest index of a write acknowledged before it was sent: a read must see it.
+        var ackedBefore: LogIndex = 0
     }
 
     private enum Event {
@@ -523,7 +526,8 @@ public final class MachineSimulation {
         guard let node = nodes[id], node.machine != nil else { return }
         let token = nextToken
         nextToken += 1
-        outstanding[token] = Request(node: id, incarnation: node.incarnation, op: op, sentAt: now)
+        outstanding[token] = Request(
+            node: id, incarnation: node.incarnation, op: op, sentAt: now, ackedBefore: highestAcknowledged)
         log("client \(token) -> \(id): \(op)")
         handle(.request(id, incarnation: node.incarnation, token, op))
     }
@@ -538,9 +542,14 @@ public final class MachineSimulation {
         switch (r.op, answer) {
         case (.put, let .written(index, term)), (.delete, let .written(index, term)):
             acknowledged.append((index, term, token))
+            highestAcknowledged = max(highestAcknowledged, index)
             result.writesAcknowledged += 1
             believedLeader = node.id
         case (let .get(key), let .read(value, index)):
+            // Linearizable: it saw every write acknowledged before it was sent.
+            if index < r.ackedBefore {
+                invariants.fail(.stateMachineSafety, now, "\(node.id) read \(key) at \(index), behind a write acknowledged at \(r.ackedBefore) before the read was sent: a stale read")
+            }
             reads.append((key, value, index, node.id))
             believedLeader = node.id
         case (.status, let .status(s)):
@@ -597,7 +606,9 @@ public final class MachineSimulation {
         for r in reads {
             // Unknowable when part of the log before it was never seen committed.
             guard (1..<r.index).allSatisfy({ committedCommands[$0] != nil }) else { continue }
-            let expected = writes[r.key]?.last { $0.0 < r.index }?.1 ?? nil
+            // Through its index: a read by ReadIndex answers from the state applied through
+            // it (a get in the log, from the state before its own entry, the same).
+            let expected = writes[r.key]?.last { $0.0 <= r.index }?.1 ?? nil
             if r.value != expected {
                 invariants.fail(.stateMachineSafety, now, "\(r.node) read \(r.key) = \(r.value.map { "\($0.prefix(12))" } ?? "nil") at \(r.index); the committed log held \(expected.map { "\($0.prefix(12))" } ?? "nil")")
             }

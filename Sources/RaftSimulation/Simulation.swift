@@ -407,6 +407,8 @@ public final class Simulation {
             node.receiving = nil
         case .observe(let o):
             observe(o, on: &node)
+        case .readReady, .readFailed:
+            break  // this simulator's clients only write (MachineSimulation's also read)
         }
     }
 

@@ -62,6 +62,13 @@ extension Message {
             w.write(commitIndex)
         case .heartbeatResponse:
             w.write(BodyTag.heartbeatResponse.rawValue)
+        case let .readRound(commitIndex, round):
+            w.write(BodyTag.readRound.rawValue)
+            w.write(commitIndex)
+            w.write(round)
+        case let .readRoundResponse(round):
+            w.write(BodyTag.readRoundResponse.rawValue)
+            w.write(round)
         case let .requestVote(v):
             w.write(BodyTag.requestVote.rawValue)
             w.write(v.lastLogIndex)
@@ -167,6 +174,11 @@ extension Message {
             body = .heartbeat(commitIndex: try r.readUInt64("commitIndex"))
         case .heartbeatResponse:
             body = .heartbeatResponse
+        case .readRound:
+            let commitIndex = try r.readUInt64("commitIndex")
+            body = .readRound(commitIndex: commitIndex, round: try r.readUInt64("round"))
+        case .readRoundResponse:
+            body = .readRoundResponse(round: try r.readUInt64("round"))
         case .requestVote:
             let lastLogIndex = try r.readUInt64("lastLogIndex")
             let lastLogTerm = try r.readUInt64("lastLogTerm")
@@ -229,6 +241,8 @@ extension Message {
         case snapshotRecoveryRequest = 9
         case snapshotRecoveryResponse = 10
         case removed = 11
+        case readRound = 12
+        case readRoundResponse = 13
     }
 }
 

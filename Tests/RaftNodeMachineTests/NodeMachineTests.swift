@@ -89,7 +89,9 @@ struct NodeMachineTests {
         #expect(index > 0 && term == net.machines[l]!.core.term)
         let get = net.request(l, .get(key: "k"))
         net.tick(ms: 100)
-        #expect(net.answers[get] == .read(value: "v", index: index + 1))
+        // Read by ReadIndex: no entry of its own; answered from the state through the put.
+        #expect(net.answers[get] == .read(value: "v", index: index))
+        #expect(net.machines[l]!.core.log.lastIndex == index)
         let missing = net.request(l, .get(key: "none"))
         net.tick(ms: 100)
         if case let .read(value, _)? = net.answers[missing] { #expect(value == nil) } else { Issue.record("get of a missing key: \(String(describing: net.answers[missing]))") }

@@ -30,7 +30,7 @@ struct MutationTests {
         switch mutation {
         case .goraftVote:
             #expect([.electionSafety, .logMatching, .committedChanged, .leaderCompleteness, .lostWrite, .stateMachineSafety].contains(violation.kind))
-        case .commitOldTermByCounting, .configOnCommit:
+        case .commitOldTermByCounting, .configOnCommit, .readWithoutConfirmation:
             #expect(violation.kind != .shell)
         }
         // The same schedule with every rule in force holds.
@@ -38,5 +38,16 @@ struct MutationTests {
             ? MachineSimulation(seed: hit.seed, storm: true).run()
             : Simulation(seed: hit.seed, options: .derived(seed: hit.seed, storm: true)).run()
         #expect(clean.passed, "\(clean)")
+    }
+
+    @Test("Reads answered without a confirming round are found stale by the simulator of node machines (the bare cores' clients do not read), and the same seed holds with the round")
+    func readsWithoutConfirmationAreFound() async throws {
+        let hit = try #require(
+            await Self.firstSafetyViolation(.readWithoutConfirmation, machines: true),
+            "no seed up to \(Self.searchLimit) broke a safety property with read-without-confirmation")
+        let violation = try #require(hit.violations.first { $0.kind != .liveness })
+        print("mutation read-without-confirmation: seed \(hit.seed) breaks it: \(violation)  (replay: swift run raft-sim --seed \(hit.seed) --storm --mutation read-without-confirmation --machines --trace)")
+        #expect(violation.kind == .stateMachineSafety && "\(violation)".contains("stale read"), "\(violation)")
+        #expect(MachineSimulation(seed: hit.seed, storm: true).run().passed)
     }
 }

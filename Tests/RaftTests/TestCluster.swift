@@ -28,6 +28,9 @@ struct TestNode {
     /// Every entry handed to the state machine, in order.
     var applied: [Entry] = []
     var observations: [Observation] = []
+    /// Reads (`readIndex`) confirmed, with their index, and reads failed.
+    var readsReady: [(id: UInt64, index: LogIndex)] = []
+    var readsFailed: [UInt64] = []
     /// Every action the core produced, in order.
     var history: [Action] = []
     /// Carry out `takeSnapshot` at once (else it waits in `pendingSnapshot`).
@@ -125,6 +128,18 @@ final class TestCluster {
             deliverAll()
         }
     }
+
+    /// `id`'s core asked for the read `readID` (ReadIndex); its actions carried out.
+    @discardableResult
+    func readIndex(_ id: NodeID, _ readID: UInt64) -> Bool {
+        let accepted = nodes[id]!.core.readIndex(readID)
+        process(id)
+        return accepted
+    }
+
+    /// Carries out whatever actions `id`'s core holds.
+    @discardableResult
+    func flushActions(_ id: NodeID) -> [Action] { process(id) }
 
     /// `id`'s shell saw `peer`'s connection close (its process ended).
     @discardableResult
@@ -368,6 +383,10 @@ final class TestCluster {
             nodes[id]!.receiving = nil
         case let .observe(o):
             nodes[id]!.observations.append(o)
+        case let .readReady(readID, index):
+            nodes[id]!.readsReady.append((readID, index))
+        case let .readFailed(readID):
+            nodes[id]!.readsFailed.append(readID)
         }
     }
 

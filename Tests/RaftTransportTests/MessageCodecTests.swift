@@ -24,6 +24,9 @@ let sampleMessages: [Message] = {
         .appendEntriesResponse(AppendEntriesResponse(success: false, index: 9, hintIndex: 5, hintTerm: 2, lastIndex: .max)),
         .heartbeat(commitIndex: 77),
         .heartbeatResponse,
+        .readRound(commitIndex: 77, round: 1),
+        .readRound(commitIndex: 0, round: .max),
+        .readRoundResponse(round: 12_345),
         .requestVote(RequestVote(lastLogIndex: 10, lastLogTerm: 4, preVote: true)),
         .requestVote(RequestVote(lastLogIndex: 0, lastLogTerm: 0, preVote: false)),
         .requestVoteResponse(granted: true, preVote: false),
@@ -76,7 +79,7 @@ struct SplitMix64 {
             _ = try? r.readUInt64()
             if let tag = try? r.readUInt8() { tags.insert(tag) }
         }
-        #expect(tags == Set(1...11))
+        #expect(tags == Set(1...13))
     }
 
     @Test func everyTruncationThrows() {
