@@ -132,6 +132,8 @@ public struct NodeMachine: Sendable {
     }
     private var pendingReads: [UInt64: PendingRead] = [:]
     private var nextReadID: UInt64 = 1
+    /// Confirmed reads that wait for the state applied to reach their index.
+    private var readsAwaitingApply = 0
     /// The index `store` holds the state of (the core's applied index may be ahead while its
     /// actions are being carried out).
     private var storeIndex: LogIndex = 0
@@ -407,7 +409,7 @@ public struct NodeMachine: Sendable {
         var timedOut: [ClientToken] = []
         for (id, r) in pendingReads.sorted(by: { $0.key < $1.key }) where r.deadline < now {
             timedOut.append(r.token)
-            pendingReads[id] = nil
+            removeRead(id)
         }
         pendingChanges.removeAll { p in
             guard p.deadline < now else { return false }
@@ -437,7 +439,7 @@ public struct NodeMachine: Sendable {
                     outputs.append(.sendSnapshotChunk(to: to, term: term, snapshot: meta, offset: offset, length: length, done: done))
                 case let .apply(entries):
                     apply(entries)
-                    if !pendingReads.isEmpty { answerReads() }
+                    if readsAwaitingApply > 0 { answerReads() }
                 case let .takeSnapshot(index, term, configuration):
                     outputs.append(.takeSnapshot(index: index, term: term, configuration: configuration, state: store))
                 case let .beginSnapshotReceive(from, meta):
@@ -452,25 +454,40 @@ public struct NodeMachine: Sendable {
                 case let .observe(o):
                     observe(o, now: now)
                 case let .readReady(id, index):
-                    pendingReads[id]?.index = index
-                    answerReads()
+                    guard let r = pendingReads[id] else { break }
+                    if index <= storeIndex {
+                        pendingReads[id] = nil
+                        answer(r.token, .read(value: store[r.key], index: storeIndex))
+                    } else {
+                        pendingReads[id]?.index = index
+                        readsAwaitingApply += 1
+                    }
                 case let .readFailed(id):
                     // SPEC section 5: a leader that steps down answers what it accepted
                     // leadership-lost (for a read, nothing changed either way).
-                    if let r = pendingReads.removeValue(forKey: id) { answer(r.token, .failed(.leadershipLost, leader: core.leader)) }
+                    if let r = removeRead(id) { answer(r.token, .failed(.leadershipLost, leader: core.leader)) }
                 }
             }
         }
     }
 
-    /// Answers the confirmed reads whose index the applied state has reached, from it.
+    /// Answers the confirmed reads whose index the applied state has now reached, from it.
     private mutating func answerReads() {
         let applied = storeIndex
         for (id, r) in pendingReads.sorted(by: { $0.key < $1.key }) {
             guard let index = r.index, index <= applied else { continue }
-            pendingReads[id] = nil
+            removeRead(id)
             answer(r.token, .read(value: store[r.key], index: applied))
         }
+    }
+
+    /// Forgets a read (answered, timed out, failed), keeping the count of those that wait
+    /// for the applied state.
+    @discardableResult
+    private mutating func removeRead(_ id: UInt64) -> PendingRead? {
+        guard let r = pendingReads.removeValue(forKey: id) else { return nil }
+        if r.index != nil { readsAwaitingApply -= 1 }
+        return r
     }
 
     private mutating func apply(_ entries: [Entry]) {
@@ -605,6 +622,7 @@ public struct NodeMachine: Sendable {
         answerLeadershipLost()
         for (_, r) in pendingReads.sorted(by: { $0.key < $1.key }) { answer(r.token, .failed(.leadershipLost, leader: core.leader)) }
         pendingReads.removeAll()
+        readsAwaitingApply = 0
         for p in pendingSnapshots { answer(p.token, .failed(.shuttingDown)) }
         pendingSnapshots.removeAll()
         if let c = commitToReport { emit(.commit(index: c)) }

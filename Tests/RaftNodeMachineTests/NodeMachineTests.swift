@@ -149,6 +149,34 @@ struct NodeMachineTests {
         #expect(net.answers[t] == .failed(.notLeader, leader: l))
     }
 
+    @Test("A get waits for a round a majority answers, adds no log entry, and a leader cut off answers it leadership-lost when it steps down")
+    func getsByReadIndex() throws {
+        var net = MachineNet(["n1", "n2", "n3"], requestTimeoutMs: 10_000)
+        let l = try net.electLeader()
+        let put = net.request(l, .put(key: "k", value: "v1"))
+        net.tick(ms: 100)
+        guard case let .written(index, _)? = net.answers[put] else { Issue.record("put: \(String(describing: net.answers[put]))"); return }
+        let last = net.machines[l]!.core.log.lastIndex
+        // The others cut off: no round is answered, so no answer yet.
+        net.cut = Set(net.machines.keys.filter { $0 != l })
+        let get = net.request(l, .get(key: "k"))
+        net.tick(ms: 50)
+        #expect(net.answers[get] == nil, "answered without a majority: \(String(describing: net.answers[get]))")
+        #expect(net.machines[l]!.core.log.lastIndex == last)
+        // CheckQuorum makes it step down: the read is answered, leadership-lost.
+        net.tick(ms: 1000)
+        #expect(net.machines[l]!.core.role != .leader)
+        if case .failed(.leadershipLost, _, _)? = net.answers[get] {} else { Issue.record("get: \(String(describing: net.answers[get]))") }
+        // Healed, a leader again: a get reads the value, at the index of the state it saw.
+        net.cut = []
+        let l2 = try net.electLeader()
+        net.tick(ms: 300)
+        let again = net.request(l2, .get(key: "k"))
+        net.tick(ms: 100)
+        guard case let .read(value, at)? = net.answers[again] else { Issue.record("get: \(String(describing: net.answers[again]))"); return }
+        #expect(value == "v1" && at >= index)
+    }
+
     @Test("A put that cannot commit is answered timeout at its deadline, and not before")
     func deadline() throws {
         var net = MachineNet(["n1", "n2", "n3"], requestTimeoutMs: 500)
