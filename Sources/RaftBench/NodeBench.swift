@@ -164,50 +164,11 @@ func percentile(_ sorted: [Double], _ p: Double) -> Double {
     return sorted[min(sorted.count - 1, Int((p * Double(sorted.count)).rounded(.up)) - 1)]
 }
 
-/// `clients` connections, one request in flight each, for `seconds`.
+/// `clients` connections, one request in flight each, for `seconds`: the load generator
+/// of `raft-bench etcd` (`drive`), on our client socket.
 func benchWrites(socket: String, clients: Int, seconds: Double) throws -> (rate: Double, p50: Double, p99: Double, count: Int) {
-    let results = Latencies()
-    let group = DispatchGroup()
-    let value = String(repeating: "v", count: 100)
-    let begin = DispatchSemaphore(value: 0)
-    let connected = DispatchSemaphore(value: 0)
-    for c in 0..<clients {
-        group.enter()
-        let t = Thread {
-            defer { group.leave() }
-            var lat: [Double] = []
-            do {
-                let s = try LineSocket(path: socket)
-                connected.signal()
-                begin.wait()
-                let start = DispatchTime.now().uptimeNanoseconds
-                let end = start + UInt64(seconds * 1e9)
-                var i = 0
-                while true {
-                    let t0 = DispatchTime.now().uptimeNanoseconds
-                    if t0 >= end { break }
-                    let a = try s.call(#"{"id":\#(i),"op":"put","key":"w\#(c)-\#(i % 1000)","value":"\#(value)"}"#)
-                    guard a["ok"]?.boolValue == true else { throw BenchError("put answered \(a)") }
-                    lat.append(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e6)
-                    i += 1
-                }
-            } catch {
-                connected.signal()
-                results.fail("\(error)")
-            }
-            results.add(lat)
-        }
-        t.stackSize = 1 << 20
-        t.start()
-    }
-    for _ in 0..<clients { connected.wait() }
-    let t0 = DispatchTime.now().uptimeNanoseconds
-    for _ in 0..<clients { begin.signal() }
-    group.wait()
-    let elapsed = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
-    if let e = results.errors.first { throw BenchError("a client failed: \(e)") }
-    let sorted = results.values.sorted()
-    return (Double(sorted.count) / elapsed, percentile(sorted, 0.5), percentile(sorted, 0.99), sorted.count)
+    let r = try drive(clients: clients, seconds: seconds, valueBytes: 100, servers: []) { try OursConnection(path: socket) }
+    return (r.rate, r.p50, r.p99, r.writes)
 }
 
 // MARK: Load
