@@ -702,6 +702,12 @@ public struct RaftCore: Sendable {
 
     private mutating func requestSnapshotAction() {
         guard let t = log.term(at: appliedIndex) else { return }
+        // A node that joined with no data and was sent the log from its start knows no
+        // configuration before the entry that added it (the first one is in the leader's
+        // snapshot at index 0): a snapshot there would claim an empty one. It waits until it
+        // has applied a configuration entry (harness explore --sim, seed 3: check 9 found a
+        // new member's snapshot at index 60 holding members []).
+        guard !configuration(at: appliedIndex).isEmpty else { return }
         snapshotRequested = true
         actions.append(.takeSnapshot(index: appliedIndex, term: t, configuration: configuration(at: appliedIndex)))
     }

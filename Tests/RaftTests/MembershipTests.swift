@@ -155,6 +155,30 @@ struct MembershipTests {
         #expect(promotedAt > addedAt)
     }
 
+    @Test func aMemberSentTheLogFromItsStartTakesNoSnapshotBeforeItKnowsAConfiguration() throws {
+        // Snapshots every 5 entries, the log kept whole, 4 entries a request: the new member is
+        // sent entries 1..., not the leader's snapshot at index 0, which alone holds the first
+        // configuration, and applies some before it reaches the entry that added it.
+        let cluster = TestCluster(settings: .test { $0.snapshotThreshold = 5; $0.snapshotTrailing = 1000; $0.maxEntriesPerRequest = 4 })
+        cluster.elect("n1")
+        for i in 0..<20 { _ = cluster.propose("n1", [[UInt8(i)]]) }
+        cluster.deliverAll()
+        #expect(cluster["n1"].log.prevIndex == 0)
+        cluster.add("n4")
+        #expect(cluster.proposeChange("n1", .addLearner("n4", address: "a4", promote: true)).value != nil)
+        cluster.deliverAll()
+        cluster.heartbeat("n1", rounds: 3)
+        #expect(cluster["n4"].appliedIndex == cluster["n1"].commitIndex)
+        let takes = cluster.node("n4").history.compactMap { a -> (LogIndex, Configuration)? in
+            if case let .takeSnapshot(index, _, configuration) = a { (index, configuration) } else { nil }
+        }
+        #expect(!takes.isEmpty, "n4 took no snapshot at all")
+        for (index, c) in takes {
+            #expect(!c.isEmpty, "n4's snapshot at \(index) claims an empty configuration")
+            #expect(c.isMember("n4"), "n4's snapshot at \(index): \(c.voters)")
+        }
+    }
+
     @Test func learnerKeptAFewEntriesBehindByASteadyStreamOfWritesIsPromoted() {
         let cluster = TestCluster()
         cluster.elect("n1")
