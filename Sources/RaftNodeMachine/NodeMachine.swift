@@ -25,7 +25,7 @@ public enum NodeInput: Sendable {
     /// A peer this node has no address for connected, saying where it listens (its hello).
     case peerAddress(NodeID, String)
     /// A peer's connection to this node closed from its side (its process ended): a
-    /// follower of that peer campaigns within a heartbeat (`RaftCore.peerDisconnected`).
+    /// follower of that peer campaigns after a few ticks (`RaftCore.peerDisconnected`).
     case peerDisconnected(NodeID)
     /// SIGTERM, stdin closed: stop.
     case stop(reason: String)
@@ -254,7 +254,7 @@ public struct NodeMachine: Sendable {
             emit(.error(what: what, detail: detail))
         case let .peerDisconnected(peer):
             if core.leader == peer, core.role != .leader {
-                note("the connection from \(peer), the leader, closed: its process ended; campaigning within a heartbeat")
+                note("the connection from \(peer), the leader, closed: its process ended; campaigning in 1 + 2 x rank ticks")
             }
             core.peerDisconnected(peer)
         case let .peerAddress(peer, address):
