@@ -37,6 +37,17 @@ struct CommittedLog {
     subscript(index: LogIndex) -> LoggedEntry? { entries[index] }
 }
 
+/// A check's evidence, with the earliest time the files give for any of it.
+private struct Violations {
+    var evidence: [String] = []
+    var firstAt: Int64?
+
+    mutating func add(_ text: String, at: Int64?) {
+        evidence.append(text)
+        if let at { firstAt = min(firstAt ?? at, at) }
+    }
+}
+
 /// Where what a walk of the committed log knows at an index comes from.
 private enum Basis {
     /// The committed log from index 0 on.
@@ -71,12 +82,7 @@ extension Checker {
     // MARK: 7
 
     func snapshotStates() -> CheckResult {
-        var evidence: [String] = []
-        var firstAt: Int64?
-        func violation(_ text: String, at: Int64?) {
-            evidence.append(text)
-            if let at { firstAt = min(firstAt ?? at, at) }
-        }
+        var found = Violations()
         let snapshots = allSnapshots().filter { $0.info.state != nil }
         var fromLog = 0, fromSnapshot = 0, unverified = 0, termsChecked = 0
         var state = KeyValueStore()
@@ -107,7 +113,7 @@ extension Checker {
                 if s > 0, let e = committedLog[s] {
                     termsChecked += 1
                     if e.term != info.term {
-                        violation(
+                        found.add(
                             "\(n.name)'s snapshot \(info.file) is at index \(s) term \(info.term), but the committed entry at index \(s) has term \(e.term) (\(e.place))",
                             at: snapshotTime(n, s))
                     }
@@ -119,7 +125,7 @@ extension Checker {
                 }
                 if case .log = basis { fromLog += 1 } else { fromSnapshot += 1 }
                 if mine.digest != state.digest || mine.values != state.values {
-                    violation(
+                    found.add(
                         "\(n.name)'s snapshot \(info.file) at index \(s) holds state \(mine.digestHex) (\(mine.count) keys), but the committed log folds to \(state.digestHex) (\(state.count) keys) there\(basis.relative): \(firstDifference(mine, state))",
                         at: snapshotTime(n, s))
                 }
@@ -131,9 +137,9 @@ extension Checker {
         ]
         if gaps > 0 { notes.append("\(gaps) indices up to the newest snapshot are held by no node's files (log or archive)") }
         return Self.result(
-            "snapshot-states", evidence, notes,
+            "snapshot-states", found.evidence, notes,
             verified: [.init("snapshots", fromLog + fromSnapshot), .init("terms", termsChecked), .init("indices", committedLog.entries.count)],
-            at: firstAt)
+            at: found.firstAt)
     }
 
     /// The first key whose value differs between a snapshot's state and the fold's.
@@ -147,12 +153,7 @@ extension Checker {
     // MARK: 8
 
     func appliedInOrder() -> CheckResult {
-        var evidence: [String] = []
-        var firstAt: Int64?
-        func violation(_ text: String, at: Int64?) {
-            evidence.append(text)
-            if let at { firstAt = min(firstAt ?? at, at) }
-        }
+        var found = Violations()
         var lines = 0, applied: LogIndex = 0, termsChecked = 0
         var silent: [String] = []
         for n in nodes {
@@ -164,7 +165,7 @@ extension Checker {
                     next = snapshotIndex + 1
                 case let .snapshotInstalled(_, index, _, _, _):
                     if let x = next, index + 1 < x {
-                        violation(
+                        found.add(
                             "\(n.name) installed a snapshot at index \(index) (\(events(n, e))) after applying through \(x - 1): entries \(index + 1)...\(x - 1) would be applied twice",
                             at: e.ts)
                     }
@@ -173,19 +174,19 @@ extension Checker {
                     any = true
                     lines += 1
                     if let x = next, from != x {
-                        violation(
+                        found.add(
                             from > x
                                 ? "\(n.name) applied \(from)...\(index) (\(events(n, e))) but had applied only through \(x - 1): entries \(x)...\(from - 1) skipped"
                                 : "\(n.name) applied \(from)...\(index) (\(events(n, e))) after applying through \(x - 1): entries \(from)...\(min(index, x - 1)) applied twice",
                             at: e.ts)
                     }
                     if index < from {
-                        violation("\(n.name)'s apply event \(events(n, e)) ends at \(index) before it begins at \(from)", at: e.ts)
+                        found.add("\(n.name)'s apply event \(events(n, e)) ends at \(index) before it begins at \(from)", at: e.ts)
                     }
                     if let c = committedLog[index] {
                         termsChecked += 1
                         if c.term != term {
-                            violation(
+                            found.add(
                                 "\(n.name) applied the entry at index \(index) of term \(term) (\(events(n, e))), but the committed entry there has term \(c.term) (\(c.place))",
                                 at: e.ts)
                         }
@@ -203,19 +204,14 @@ extension Checker {
             notes.append("no apply events from \(silent.joined(separator: ", ")) (a node started by hand, or one that applied nothing)")
         }
         return Self.result(
-            "applied-in-order", evidence, notes,
-            verified: [.init("apply events", lines), .init("entries", Int(applied)), .init("terms", termsChecked)], at: firstAt)
+            "applied-in-order", found.evidence, notes,
+            verified: [.init("apply events", lines), .init("entries", Int(applied)), .init("terms", termsChecked)], at: found.firstAt)
     }
 
     // MARK: 9
 
     func configurations() -> CheckResult {
-        var evidence: [String] = []
-        var firstAt: Int64?
-        func violation(_ text: String, at: Int64?) {
-            evidence.append(text)
-            if let at { firstAt = min(firstAt ?? at, at) }
-        }
+        var found = Violations()
         func same(_ c: Configuration, members: [String], learners: [String]) -> Bool {
             Set(c.voters) == Set(members) && Set(c.learners) == Set(learners)
         }
@@ -260,7 +256,7 @@ extension Checker {
                     if basis.isKnown, let (c, place) = config {
                         snapshotsChecked += 1
                         if !same(c, members: info.configuration.voters, learners: info.configuration.learners) {
-                            violation(
+                            found.add(
                                 "\(n.name)'s snapshot \(info.file) at index \(index) holds \(text(info.configuration)), but the configuration in force there is \(text(c)) (\(place))\(basis.relative)",
                                 at: snapshotTime(n, index))
                         }
@@ -279,7 +275,7 @@ extension Checker {
                     }
                     eventsChecked += 1
                     if !same(c, members: members, learners: learners) {
-                        violation(
+                        found.add(
                             "\(n.name) reported committed configuration members [\(members.sorted().joined(separator: ","))] learners [\(learners.sorted().joined(separator: ","))] at index \(index) (\(events(n, e))), but the configuration in force there is \(text(c)) (\(place))\(basis.relative)",
                             at: e.ts)
                     }
@@ -290,6 +286,6 @@ extension Checker {
         }
         let notes = ["\(eventsChecked) committed config events and \(snapshotsChecked) snapshot configurations checked against the committed log; \(unverified) not verifiable (after indices no file holds)"]
         return Self.result(
-            "configurations", evidence, notes, verified: [.init("config events", eventsChecked), .init("snapshots", snapshotsChecked)], at: firstAt)
+            "configurations", found.evidence, notes, verified: [.init("config events", eventsChecked), .init("snapshots", snapshotsChecked)], at: found.firstAt)
     }
 }
