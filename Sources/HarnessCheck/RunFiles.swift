@@ -176,10 +176,6 @@ struct SnapshotStates {
     }
 }
 
-enum FileSystemName {
-    static func base(_ path: String) -> String { path.split(separator: "/").last.map(String.init) ?? path }
-}
-
 /// Everything the checker reads from a run directory.
 struct RunFiles {
     var directory: String
@@ -234,20 +230,14 @@ struct RunFiles {
     /// On the `last` attempt, what changed is reported as a problem instead.
     private static func loadNodeOnce(_ node: inout NodeFiles, runDirectory: String, last: Bool, states: inout SnapshotStates) -> Bool {
         let abs = runDirectory + "/" + node.dir
-        func rel(_ path: String) -> String {
-            path.hasPrefix(runDirectory + "/") ? String(path.dropFirst(runDirectory.count + 1)) : path
-        }
+        func rel(_ path: String) -> String { relative(path, to: runDirectory) }
         func vanished(_ path: String) -> Bool {
             guard !FileManager.default.fileExists(atPath: path) else { return false }
             if last { node.problems.append(FileProblem(file: rel(path), "removed while it was read (the node is running and changing its files)")) }
             return !last
         }
         func problem(_ e: any Error, _ fallbackFile: String) {
-            if let s = e as? StorageError {
-                node.problems.append(FileProblem(file: rel(s.file), offset: s.offset, s.detail))
-            } else {
-                node.problems.append(FileProblem(file: fallbackFile, "\(e)"))
-            }
+            node.problems.append(fileProblem(e, fallbackFile, runDirectory: runDirectory))
         }
         loadEvents(&node, path: abs + "/events.jsonl")
 
@@ -264,7 +254,7 @@ struct RunFiles {
         if let newest = snapNames.last {
             let path = snapDir + "/" + newest
             do {
-                let info = try readSnapshot(path: path, relative: rel(path), problems: &node.problems, states: &states)
+                let info = try readSnapshot(path: path, name: newest, relative: rel(path), problems: &node.problems, states: &states)
                 if info.state == nil { node.storageDamaged = true }
                 node.snapshot = info
             } catch {
@@ -356,9 +346,10 @@ struct RunFiles {
     /// A snapshot file's header and state. A file whose header equals one read before (the
     /// same index, term, configuration, sizes and body checksum: the simulator's shared takes,
     /// archived copies) has its body's checksum checked, and its state taken from the first.
-    static func readSnapshot(path: String, relative: String, problems: inout [FileProblem], states: inout SnapshotStates) throws -> SnapshotInfo {
+    static func readSnapshot(
+        path: String, name: String, relative: String, problems: inout [FileProblem], states: inout SnapshotStates
+    ) throws -> SnapshotInfo {
         let header = try SnapshotHeader.read(path: path)
-        let name = FileSystemName.base(path)
         if let (term, index) = SnapshotHeader.parseFileName(name), term != header.term || index != header.index {
             problems.append(FileProblem(file: relative, offset: 16, "the header says index \(header.index) term \(header.term), the file name says index \(index) term \(term)"))
         }
@@ -407,10 +398,8 @@ struct RunFiles {
                 if let p = scan.problem, !scan.looksTorn {
                     node.problems.append(FileProblem(file: file, offset: p.offset, p.detail))
                 }
-            } catch let e as StorageError {
-                node.problems.append(FileProblem(file: file, offset: e.offset, e.detail))
             } catch {
-                node.problems.append(FileProblem(file: file, "\(error)"))
+                node.problems.append(fileProblem(error, file, runDirectory: runDirectory))
             }
         }
         node.archivedEntries.sort { $0.index < $1.index }
@@ -422,13 +411,23 @@ struct RunFiles {
         for name in snapNames {
             let file = dir + "/snapshot/" + name
             do {
-                node.archivedSnapshots.append(try readSnapshot(path: abs + "/snapshot/" + name, relative: file, problems: &node.problems, states: &states))
-            } catch let e as StorageError {
-                node.problems.append(FileProblem(file: file, offset: e.offset, e.detail))
+                node.archivedSnapshots.append(try readSnapshot(path: abs + "/snapshot/" + name, name: name, relative: file, problems: &node.problems, states: &states))
             } catch {
-                node.problems.append(FileProblem(file: file, "\(error)"))
+                node.problems.append(fileProblem(error, file, runDirectory: runDirectory))
             }
         }
+    }
+
+    /// `path` relative to the run directory (as problems name files).
+    static func relative(_ path: String, to runDirectory: String) -> String {
+        path.hasPrefix(runDirectory + "/") ? String(path.dropFirst(runDirectory.count + 1)) : path
+    }
+
+    /// A storage error as a problem of the file it names, at its offset; any other error as
+    /// a problem of `fallbackFile`.
+    static func fileProblem(_ e: any Error, _ fallbackFile: String, runDirectory: String) -> FileProblem {
+        guard let s = e as? StorageError else { return FileProblem(file: fallbackFile, "\(e)") }
+        return FileProblem(file: relative(s.file, to: runDirectory), offset: s.offset, s.detail)
     }
 
     /// log/base: magic `RAFTBASE`, version u32 (1), prevIndex u64, prevTerm u64, CRC-32 u32.
