@@ -117,7 +117,7 @@ let package = Package(
         .testTarget(name: "HarnessTests", dependencies: ["Harness", "HarnessProcesses", "HarnessCheck", "RaftNodeKit", "Raft", "RaftNodeWire", "RaftNodeMachine"]),
         // The checker of SPEC section 3 and `harness inspect`: reads a run's files only.
         .target(name: "HarnessCheck", dependencies: ["Raft", "RaftStorage", "RaftNodeWire", "RaftNodeMachine"], swiftSettings: optimizeSimulation),
-        .testTarget(name: "HarnessCheckTests", dependencies: ["HarnessCheck", "Raft", "RaftStorage", "RaftNodeWire"]),
+        .testTarget(name: "HarnessCheckTests", dependencies: ["HarnessCheck", "Raft", "RaftStorage", "RaftNodeWire", "RaftNodeKit"]),
         .testTarget(name: "RaftStorageTests", dependencies: ["RaftStorage", "Raft"]),
         .testTarget(name: "RaftTests", dependencies: ["Raft"]),
         .testTarget(name: "RaftSimulationTests", dependencies: ["RaftSimulation", "Raft"]),

@@ -327,14 +327,6 @@ final class EtcdCluster {
     }
 }
 
-func findOnPath(_ name: String) -> String? {
-    for dir in (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin").split(separator: ":") {
-        let p = "\(dir)/\(name)"
-        if FileManager.default.isExecutableFile(atPath: p) { return p }
-    }
-    return nil
-}
-
 func median(_ xs: [Double]) -> Double {
     let s = xs.sorted()
     guard !s.isEmpty else { return .nan }
@@ -349,7 +341,7 @@ func versusEtcdBench(_ o: VersusOptions) throws {
     guard FileManager.default.isExecutableFile(atPath: binary) else {
         throw BenchError("no raft-node beside raft-bench (\(binary)); build it first: swift build -c release --product raft-node")
     }
-    guard let etcd = findOnPath("etcd") else {
+    guard let etcd = NodeBinaries.onPath("etcd") else {
         throw BenchError("no etcd on PATH: apt-get install -y etcd-server (Debian's etcd 3.4)")
     }
     var template = Array("/tmp/rbe.XXXXXX".utf8CString)

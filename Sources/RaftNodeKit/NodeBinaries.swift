@@ -22,4 +22,15 @@ public enum NodeBinaries {
         }
         return dirs.map { $0.appendingPathComponent(product).path }.first { FileManager.default.isExecutableFile(atPath: $0) }
     }
+
+    /// A program of the machine (`etcd`, `chromium`): the first executable `name` in the
+    /// directories of PATH, then in `alsoIn`.
+    public static func onPath(_ name: String, alsoIn: [String] = []) -> String? {
+        let path = ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"
+        for dir in path.split(separator: ":").map(String.init) + alsoIn {
+            let candidate = "\(dir)/\(name)"
+            if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
+        }
+        return nil
+    }
 }

@@ -1,6 +1,7 @@
 import CZlib
 import Foundation
 import HarnessCheck
+import RaftNodeKit
 import RaftNodeWire
 import Testing
 
@@ -228,14 +229,7 @@ import Testing
         return (parts[0], parts[1], parts[2], parts[3])
     }
 
-    func findChromium() -> String? {
-        let path = ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"
-        for dir in path.split(separator: ":") + ["/usr/bin"] {
-            let candidate = "\(dir)/chromium"
-            if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
-        }
-        return nil
-    }
+    func findChromium() -> String? { NodeBinaries.onPath("chromium", alsoIn: ["/usr/bin"]) }
 
     /// Runs chromium with its output in `stdout`; stderr (its noise) dropped; killed after
     /// 60 seconds.
