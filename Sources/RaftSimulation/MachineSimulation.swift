@@ -234,7 +234,7 @@ public final class MachineSimulation {
         case let .taken(id, incarnation, meta, bytes, ms):
             guard let node = nodes[id], node.incarnation == incarnation, node.machine != nil else { return }
             // The older files stay until the machine says they go (`.retireSnapshots`).
-            node.disk.storeSnapshot(meta, bytes, inUse: Set(node.disk.snapshots.keys))
+            node.disk.storeSnapshot(meta, bytes, keepingOlder: true)
             result.snapshotsTaken += 1
             log("\(id) took \(meta)")
             node.machine!.step(.snapshotTaken(meta, ms: ms), now: Millis(now))
@@ -446,9 +446,8 @@ public final class MachineSimulation {
         case let .snapshotFilesInUse(indices):
             node.inUse = indices
         case let .retireSnapshots(newest):
-            for key in node.disk.snapshots.keys where key.index < newest.index && !node.inUse.contains(key.index) {
-                node.disk.snapshots[key] = nil
-            }
+            let inUse = node.inUse
+            node.disk.retireSnapshots(olderThan: newest.index) { inUse.contains($0.index) }
         case .setPeers:
             break  // the simulated network delivers by name
         }

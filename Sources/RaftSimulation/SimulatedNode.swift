@@ -95,11 +95,17 @@ struct Disk {
     var durableState: DurableState { DurableState(hardState: hardState, snapshot: latest, log: log) }
 
     /// Stores a snapshot file and deletes older ones, except those that `inUse` (transfers
-    /// under way keep theirs open, as the node does).
-    mutating func storeSnapshot(_ meta: SnapshotMetadata, _ bytes: [UInt8], inUse: Set<SnapshotKey> = []) {
+    /// under way keep theirs open, as the node does); `keepingOlder`, deletes none (a node
+    /// machine's take: it retires the older files itself, `retireSnapshots`).
+    mutating func storeSnapshot(_ meta: SnapshotMetadata, _ bytes: [UInt8], keepingOlder: Bool = false, inUse: Set<SnapshotKey> = []) {
         snapshots[SnapshotKey(meta)] = bytes
         if meta.index >= (latest?.index ?? 0) { latest = meta }
-        for key in snapshots.keys where key.index < (latest?.index ?? 0) && !inUse.contains(key) {
+        if !keepingOlder { retireSnapshots(olderThan: latest?.index ?? 0) { inUse.contains($0) } }
+    }
+
+    /// Deletes the snapshot files before `index`, except those `kept` says a transfer reads.
+    mutating func retireSnapshots(olderThan index: LogIndex, except kept: (SnapshotKey) -> Bool) {
+        for key in snapshots.keys where key.index < index && !kept(key) {
             snapshots[key] = nil
         }
     }
