@@ -97,6 +97,8 @@ do {
     var seventh: [UInt8] = []
     LogSegment.appendRecord(Entry(index: 7, term: 2, type: .command, payload: Array("put delta 4444".utf8)), to: &seventh)
     _ = try writeLog(out + "/log-torn", entries, tail: Array(seventh[0..<seventh.count / 2]))
+    _ = try writeLog(out + "/log-reserved", entries, tail: [UInt8](repeating: 0, count: 4096))
+    _ = try writeLog(out + "/log-torn-in-reserved", entries, tail: Array(seventh[0..<seventh.count / 2]) + [UInt8](repeating: 0, count: 4096))
     _ = try writeLog(out + "/log-damaged-middle", entries)
     let damaged = out + "/log-damaged-middle/" + LogSegment.fileName(firstIndex: 1)
     var bytes = try read(damaged)

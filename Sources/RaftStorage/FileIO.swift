@@ -40,11 +40,17 @@ final class File {
         }
     }
 
-    /// Notes the file's size as durable, for `UnsyncedWrites`.
-    private func noteSynced() {
-        guard followed, let size = try? size() else { return }
+    /// Notes the file's size (or `length`, where its content ends before space reserved
+    /// after it) as durable, for `UnsyncedWrites`.
+    private func noteSynced(length: UInt64? = nil) {
+        guard followed, let size = length ?? (try? size()) else { return }
         UnsyncedWrites.note(.synced(path, size: size))
     }
+
+    /// For `UnsyncedWrites`: the file's content ends at `length` (reserved zeros may follow),
+    /// all of it durable, as opening takes what it finds to be. Without this a write into
+    /// the reserved space would not be cut by a crash.
+    func noteContentEnd(_ length: UInt64) { noteSynced(length: length) }
 
     static func openForReading(_ path: String) throws -> File { try File(path: path, flags: O_RDONLY) }
 
@@ -125,10 +131,26 @@ final class File {
         guard r == 0 else { throw StorageError(.io, file: path, "fsync failed: \(errnoText())") }
     }
 
+    /// Allocates the bytes from `offset` to `end` as zeros (the file's size becomes at least
+    /// `end`), so that writes there later change no metadata a sync must write. False, with
+    /// nothing changed, where the file system cannot (the caller writes past the end then).
+    func reserve(from offset: UInt64, to end: UInt64) throws -> Bool {
+        guard end > offset else { return true }
+        // posix_fallocate returns the error (it sets no errno); where the file system has no
+        // fallocate, glibc writes the zeros itself.
+        var r: Int32
+        repeat { r = posix_fallocate(fd, off_t(offset), off_t(end - offset)) } while r == EINTR
+        if r == 0 { return true }
+        if r == EOPNOTSUPP || r == ENOSYS || r == EINVAL { return false }
+        throw StorageError(.io, file: path, offset: offset, "posix_fallocate of \(end - offset) bytes failed: \(errnoText(r))")
+    }
+
     /// fdatasync where there is one: data, and the metadata needed to read it (the size).
-    func dataSync() throws {
+    /// `length`: where the file's content ends, when space reserved after it (zeros) follows;
+    /// what `UnsyncedWrites` keeps of the file after a crash.
+    func dataSync(length: UInt64? = nil) throws {
         if UnsyncedWrites.isActive {
-            defer { noteSynced() }
+            defer { noteSynced(length: length) }
             if UnsyncedWrites.skipsSync(path) { return }
         }
         #if os(Linux)

@@ -11,6 +11,11 @@ import Raft
 /// Integers are big-endian. Records hold consecutive indices from the first index on, with
 /// terms that never decrease. A segment only grows at its end; the newest segment is the
 /// only one that can end in an interrupted (torn) record.
+///
+/// After the records a segment may end in zero bytes: space reserved ahead of the appends
+/// (`LogStore` allocates it in steps, so that a sync after an append does not also have to
+/// write the file's new size). No record starts with a zero length, so zero bytes from a
+/// record boundary to the end of the file are the end of the records, not damage.
 public enum LogSegment {
     public static let magic: [UInt8] = Array("RAFTLOG\0".utf8)
     public static let version: UInt32 = 1
@@ -111,6 +116,10 @@ public enum LogSegment {
                 break
             }
             let length = Int(readBE32(bytes, p))
+            if length == 0 && isZero(bytes, from: p) {
+                scan.reservedBytes = UInt64(left)
+                break
+            }
             guard length >= bodyFixedSize && length <= maxBodySize else {
                 bad("bad record length \(length)", maybeTorn: true)
                 break
@@ -150,6 +159,23 @@ public enum LogSegment {
             scan.validEnd = UInt64(p)
         }
         return scan
+    }
+
+    /// Whether every byte from `p` to the end is zero.
+    static func isZero(_ bytes: [UInt8], from p: Int) -> Bool {
+        bytes.withUnsafeBytes { raw in
+            var i = p
+            // Eight bytes at a time: a reserved tail is up to a few MiB.
+            while i + 8 <= raw.count {
+                if raw.loadUnaligned(fromByteOffset: i, as: UInt64.self) != 0 { return false }
+                i += 8
+            }
+            while i < raw.count {
+                if raw[i] != 0 { return false }
+                i += 1
+            }
+            return true
+        }
     }
 
     static func recordCRC(_ bytes: [UInt8], at p: Int, length: Int) -> UInt32 {
@@ -192,6 +218,8 @@ public struct SegmentScan: Sendable {
     public var offsets: [UInt64] = []
     /// Where the last good record ends (the header's end when there is none).
     public var validEnd = UInt64(LogSegment.headerSize)
+    /// Zero bytes after the records, to the end of the file: reserved space, not damage.
+    public var reservedBytes: UInt64 = 0
     public var fileSize: UInt64
     /// The first bad record, or nil when the file is good records to its end.
     public var problem: StorageError?

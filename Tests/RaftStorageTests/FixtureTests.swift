@@ -95,6 +95,41 @@ struct FixtureTests {
         #expect(fileSize(path + "/" + Self.segment) == 303)
     }
 
+    @Test("Zero bytes after the records (reserved space) are their end, not damage; the next append goes after the records")
+    func logWithReservedSpace() throws {
+        let dir = TempDir("fixture")
+        defer { dir.cleanup() }
+        let path = try copyFixture("log-reserved", to: dir)
+        let scan = try LogSegment.scan(path: path + "/" + Self.segment)
+        #expect(scan.problem == nil)
+        #expect(scan.validEnd == 303)
+        #expect(scan.reservedBytes == 4096)
+        var store: LogStore? = try LogStore(directory: path)
+        #expect(store?.log == RaftLog(entries: Self.entries))
+        #expect(store?.recovery == nil)
+        let seventh = Entry(index: 7, term: 2, type: .command, payload: Array("put delta 4444".utf8))
+        try store?.append([seventh])
+        try store?.sync()
+        try store?.close()
+        store = nil
+        let reopened = try LogStore(directory: path)
+        #expect(reopened.log == RaftLog(entries: Self.entries + [seventh]))
+        #expect(try LogSegment.scan(path: path + "/" + Self.segment).offsets.last == 303)
+        #expect(fileSize(path + "/" + Self.segment) >= 303 + 4096)
+    }
+
+    @Test("A torn record inside reserved space is cut off with the zeros after it")
+    func logTornInReservedSpace() throws {
+        let dir = TempDir("fixture")
+        defer { dir.cleanup() }
+        let path = try copyFixture("log-torn-in-reserved", to: dir)
+        let store = try LogStore(directory: path)
+        #expect(store.log == RaftLog(entries: Self.entries))
+        #expect(store.recovery?.tornOffset == 303)
+        #expect(store.recovery?.tornBytes == 19 + 4096)
+        #expect(fileSize(path + "/" + Self.segment) == 303)
+    }
+
     @Test func logDamagedInTheMiddle() throws {
         let dir = TempDir("fixture")
         defer { dir.cleanup() }
