@@ -282,7 +282,17 @@ public struct ExploreModel: Sendable {
     /// that covers it must be done before the node is back). explore --sim found the second:
     /// with 64 KiB values a take lasts about 40 writes, and the node came back first.
     public var needLag: Int {
-        settings.threshold < 1000 ? 2 * settings.threshold + settings.trailing + 10 + 2 * writesPerTake : Int.max
+        settings.threshold < 1000 ? 2 * effectiveThreshold + settings.trailing + 10 + 2 * writesPerTake : Int.max
+    }
+
+    /// Writes between two snapshots: the threshold, or more once the snapshot file is 1 MiB
+    /// (raft-node's snapshot-amortize-from): then a snapshot also waits for as many bytes
+    /// written as the file holds. The file is taken as large as it can be: the engine's key
+    /// space full, zlib leaving 65%.
+    public var effectiveThreshold: Int {
+        let fileBytes = Double(97 * settings.valueSize) * 0.65
+        guard fileBytes >= Double(NodeSettings().snapshotAmortizeFrom) else { return settings.threshold }
+        return max(settings.threshold, Int((fileBytes / Double(max(1, settings.valueSize))).rounded(.up)))
     }
 
     /// Writes acknowledged, at most, while the leader takes one snapshot: the take at the

@@ -93,6 +93,11 @@ public struct RaftCore: Sendable {
     /// Members removed by this leader, to be told once their removal commits.
     private var departing: [NodeID: Departing] = [:]
     private var snapshotRequested = false
+    /// Payload bytes of the entries applied after the newest snapshot's index.
+    private var appliedBytesSinceSnapshot = 0
+    /// What the newest snapshot cost to write, in bytes: its state's, when the shell said
+    /// (`snapshotTaken(_:stateBytes:)`), else its file's.
+    private var snapshotWeight: UInt64 = 0
     private var receiving: Receiving?
     private var actions: [Action] = []
 
@@ -689,7 +694,9 @@ public struct RaftCore: Sendable {
             let batch = log.entries(from: appliedIndex + 1, maxCount: 1024)
             guard let last = batch.last, batch[0].index == appliedIndex + 1 else { break }
             appliedIndex = min(last.index, commitIndex)
-            actions.append(.apply(batch.filter { $0.index <= commitIndex }))
+            let applied = batch.filter { $0.index <= commitIndex }
+            for e in applied { appliedBytesSinceSnapshot += e.payload.count }
+            actions.append(.apply(applied))
         }
         maybeSnapshot()
     }
@@ -697,7 +704,12 @@ public struct RaftCore: Sendable {
     private mutating func maybeSnapshot() {
         guard settings.snapshotThreshold > 0, !snapshotRequested, receiving == nil else { return }
         let since = appliedIndex - (snapshot?.index ?? 0)
-        if since >= LogIndex(settings.snapshotThreshold) { requestSnapshotAction() }
+        guard since >= LogIndex(settings.snapshotThreshold) else { return }
+        let weight = max(snapshotWeight, snapshot?.size ?? 0)
+        if settings.snapshotAmortizeFrom > 0, weight >= UInt64(settings.snapshotAmortizeFrom), appliedBytesSinceSnapshot < Int(clamping: weight) {
+            return
+        }
+        requestSnapshotAction()
     }
 
     private mutating func requestSnapshotAction() {
@@ -1218,6 +1230,8 @@ public struct RaftCore: Sendable {
             actions.append(.compactLog(through: meta.index, term: meta.term))
         }
         snapshot = meta
+        appliedBytesSinceSnapshot = 0
+        snapshotWeight = meta.size
         configs = [ConfigAt(index: meta.index, configuration: meta.configuration)]
         for e in log.entries where e.type == .config {
             if let c = e.configuration { configs.append(ConfigAt(index: e.index, configuration: c)) }
@@ -1292,13 +1306,16 @@ public struct RaftCore: Sendable {
     }
 
     /// The shell made the snapshot that `takeSnapshot` asked for durable; `meta.size` is its
-    /// file's size. The log before it, less the trailing entries, is compacted.
-    public mutating func snapshotTaken(_ meta: SnapshotMetadata) {
+    /// file's size, `stateBytes` (when the shell knows) the bytes of state it serialised. The
+    /// log before it, less the trailing entries, is compacted.
+    public mutating func snapshotTaken(_ meta: SnapshotMetadata, stateBytes: UInt64? = nil) {
         snapshotRequested = false
         guard meta.index > (snapshot?.index ?? 0) || snapshot == nil, meta.index <= appliedIndex,
             log.term(at: meta.index) == meta.term || meta.index == log.prevIndex
         else { return }
         snapshot = meta
+        appliedBytesSinceSnapshot = log.bytes(from: meta.index + 1, through: appliedIndex)
+        snapshotWeight = stateBytes ?? meta.size
         let trailing = LogIndex(max(0, settings.snapshotTrailing))
         var point = meta.index > trailing ? meta.index - trailing : 0
         if let floor = catchUpFloor(), floor < point, log.bytes(from: floor + 1, through: point) <= settings.maxRetainedBytes {

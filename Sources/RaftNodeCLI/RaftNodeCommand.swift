@@ -61,6 +61,9 @@ struct RaftNodeCommand: AsyncParsableCommand {
     @Option(name: .customLong("snapshot-threshold"), help: ArgumentHelp(NodeSettings.help(flag: "snapshot-threshold")))
     var snapshotThreshold = NodeSettings.defaultText(flag: "snapshot-threshold")
 
+    @Option(name: .customLong("snapshot-amortize-from"), help: ArgumentHelp(NodeSettings.help(flag: "snapshot-amortize-from")))
+    var snapshotAmortizeFrom = NodeSettings.defaultText(flag: "snapshot-amortize-from")
+
     @Option(name: .customLong("snapshot-trailing"), help: ArgumentHelp(NodeSettings.help(flag: "snapshot-trailing")))
     var snapshotTrailing = NodeSettings.defaultText(flag: "snapshot-trailing")
 
@@ -77,7 +80,7 @@ struct RaftNodeCommand: AsyncParsableCommand {
     var settingFlags: [(String, String)] {
         [
             ("election-timeout", electionTimeout), ("heartbeat", heartbeat), ("snapshot-threshold", snapshotThreshold),
-            ("snapshot-trailing", snapshotTrailing), ("snapshot-chunk", snapshotChunk), ("max-entries-per-request", maxEntriesPerRequest),
+            ("snapshot-amortize-from", snapshotAmortizeFrom), ("snapshot-trailing", snapshotTrailing), ("snapshot-chunk", snapshotChunk), ("max-entries-per-request", maxEntriesPerRequest),
             ("request-timeout", requestTimeout),
         ]
     }

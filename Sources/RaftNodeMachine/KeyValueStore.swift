@@ -14,6 +14,8 @@ import Raft
 public struct KeyValueStore: Sendable {
     public private(set) var values: [String: String] = [:]
     public private(set) var digest: UInt64 = 0
+    /// UTF-8 bytes of every key and value: what a snapshot of the state serialises.
+    public private(set) var byteCount = 0
 
     public init() {}
 
@@ -29,13 +31,20 @@ public struct KeyValueStore: Sendable {
     public var count: Int { values.count }
 
     public mutating func put(_ key: String, _ value: String) {
-        if let old = values[key] { digest &-= Self.pairHash(key, old) }
+        if let old = values[key] {
+            digest &-= Self.pairHash(key, old)
+            byteCount -= key.utf8.count + old.utf8.count
+        }
         values[key] = value
         digest &+= Self.pairHash(key, value)
+        byteCount += key.utf8.count + value.utf8.count
     }
 
     public mutating func delete(_ key: String) {
-        if let old = values.removeValue(forKey: key) { digest &-= Self.pairHash(key, old) }
+        if let old = values.removeValue(forKey: key) {
+            digest &-= Self.pairHash(key, old)
+            byteCount -= key.utf8.count + old.utf8.count
+        }
     }
 
     /// The digest as clients and `harness` see it.

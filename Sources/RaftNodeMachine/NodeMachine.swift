@@ -146,6 +146,9 @@ public struct NodeMachine: Sendable {
     }
     private var pendingChanges: [PendingChange] = []
     private var pendingSnapshots: [(index: LogIndex, token: ClientToken, deadline: Millis)] = []
+    /// The index and state bytes of the snapshot being taken, for the core's rule of when
+    /// to take the next (`Settings.snapshotAmortizeFrom`).
+    private var taking: (index: LogIndex, stateBytes: Int)?
 
     private var sendStarted: [NodeID: Millis] = [:]
     /// The leader a snapshot being installed comes from.
@@ -222,7 +225,9 @@ public struct NodeMachine: Sendable {
             client(token, op, now: now)
         case let .snapshotTaken(meta, ms):
             emit(.snapshotTaken(index: meta.index, snapshotTerm: meta.term, bytes: meta.size, ms: ms))
-            core.snapshotTaken(meta)
+            let stateBytes = taking.flatMap { $0.index == meta.index ? UInt64($0.stateBytes) : nil }
+            taking = nil
+            core.snapshotTaken(meta, stateBytes: stateBytes)
             // The newest it holds (this one, unless it refused it as stale).
             if let newest = core.snapshot { outputs.append(.retireSnapshots(olderThan: newest)) }
             for p in pendingSnapshots where p.index <= meta.index { answer(p.token, .done(index: meta.index)) }
@@ -441,6 +446,7 @@ public struct NodeMachine: Sendable {
                     apply(entries)
                     if readsAwaitingApply > 0 { answerReads() }
                 case let .takeSnapshot(index, term, configuration):
+                    taking = (index, store.byteCount)
                     outputs.append(.takeSnapshot(index: index, term: term, configuration: configuration, state: store))
                 case let .beginSnapshotReceive(from, meta):
                     outputs.append(.beginSnapshotReceive(from: from, snapshot: meta))

@@ -6,6 +6,7 @@ public struct NodeSettings: Sendable, Hashable {
     public var electionTimeoutMs = 150
     public var heartbeatMs = 50
     public var snapshotThreshold = 1000
+    public var snapshotAmortizeFrom = 1 << 20
     public var snapshotTrailing = 200
     public var snapshotChunk = 64 << 10
     public var maxEntriesPerRequest = 200
@@ -42,6 +43,7 @@ public struct NodeSettings: Sendable, Hashable {
         Row(key: "election-timeout", flag: "election-timeout", unit: .duration, help: "Election timeout, randomised up to twice this.", field: \.electionTimeoutMs, minimum: 1),
         Row(key: "heartbeat", flag: "heartbeat", unit: .duration, help: "Heartbeat interval.", field: \.heartbeatMs, minimum: 1),
         Row(key: "snapshot-threshold", flag: "snapshot-threshold", unit: .count, help: "Applied entries since the last snapshot that trigger a new one (0: never).", field: \.snapshotThreshold, minimum: 0),
+        Row(key: "snapshot-amortize-from", flag: "snapshot-amortize-from", unit: .size, help: "Once the newest snapshot holds this many bytes of state, a new one also waits until the entries applied since hold as many bytes (0: never waits).", field: \.snapshotAmortizeFrom, minimum: 0),
         Row(key: "snapshot-trailing", flag: "snapshot-trailing", unit: .count, help: "Entries kept in the log before a new snapshot's index.", field: \.snapshotTrailing, minimum: 0),
         Row(key: "snapshot-chunk", flag: "snapshot-chunk", unit: .size, help: "Bytes of a snapshot chunk sent to a follower (e.g. 65536 or 64KiB).", field: \.snapshotChunk, maximum: 16 << 20, minimum: 1),
         Row(key: "max-entries-per-request", flag: "max-entries-per-request", unit: .count, help: "Entries in one AppendEntries.", field: \.maxEntriesPerRequest, minimum: 1),
@@ -106,6 +108,7 @@ public struct NodeSettings: Sendable, Hashable {
         s.electionTicks = max(2, electionTimeoutMs / tickMs)
         s.heartbeatTicks = max(1, heartbeatMs / tickMs)
         s.snapshotThreshold = snapshotThreshold
+        s.snapshotAmortizeFrom = snapshotAmortizeFrom
         s.snapshotTrailing = snapshotTrailing
         s.snapshotChunkSize = snapshotChunk
         s.maxEntriesPerRequest = maxEntriesPerRequest

@@ -57,6 +57,10 @@ public struct SimulationOptions: Sendable, Hashable {
         var o = SimulationOptions()
         o.nodeCount = [3, 5, 7][Int(seed % 3)]
         o.settings.snapshotThreshold = Int.random(in: 8...60, using: &rng)
+        // A quarter of the schedules make every snapshot after the first wait for as many
+        // applied bytes as the newest file holds (the files here are far below the default
+        // 1 MiB). From the seed, not the generator, so the other schedules stay as they were.
+        o.settings.snapshotAmortizeFrom = seed % 4 == 1 ? 1 : 0
         o.settings.snapshotTrailing = Int.random(in: 0...20, using: &rng)
         o.settings.snapshotChunkSize = Int.random(in: 16...400, using: &rng)
         o.settings.snapshotWindow = Int.random(in: 1...4, using: &rng)

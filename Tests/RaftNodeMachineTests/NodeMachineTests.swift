@@ -13,12 +13,17 @@ struct MachineNet {
     var answers: [ClientToken: ClientAnswer] = [:]
     var events: [NodeID: [NodeEvent]] = [:]
     var nextToken: ClientToken = 1
+    /// With `autoTake`, each snapshot asked for is taken at once (a file of 10 bytes), and
+    /// noted here with the bytes of state it was asked with.
+    var autoTake = false
+    var takes: [NodeID: [(index: LogIndex, stateBytes: Int)]] = [:]
 
-    init(_ names: [NodeID], requestTimeoutMs: Int = 2000) {
+    init(_ names: [NodeID], requestTimeoutMs: Int = 2000, adjust: (inout NodeSettings) -> Void = { _ in }) {
         let config = Configuration(voters: names, addresses: Dictionary(uniqueKeysWithValues: names.map { ($0, "mem:" + $0) }))
         let boot = SnapshotMetadata(index: 0, term: 0, configuration: config, size: 0)
         var settings = NodeSettings()
         settings.requestTimeoutMs = requestTimeoutMs
+        adjust(&settings)
         for (i, n) in names.enumerated() {
             let c = NodeMachine.Config(name: n, settings: settings.core, tickMs: settings.tickMs, requestTimeoutMs: requestTimeoutMs, initialAddresses: [:])
             machines[n] = NodeMachine(config: c, seed: UInt64(i + 1) * 7919, state: DurableState(snapshot: boot), store: KeyValueStore(), now: 0)
@@ -44,6 +49,10 @@ struct MachineNet {
                         machines[msg.to] = to
                     case let .answer(token, a): answers[token] = a
                     case let .event(e, _): events[name, default: []].append(e)
+                    case let .takeSnapshot(index, term, configuration, state) where autoTake:
+                        takes[name, default: []].append((index, state.byteCount))
+                        let meta = SnapshotMetadata(index: index, term: term, configuration: configuration, size: 10)
+                        machines[name]!.step(.snapshotTaken(meta, ms: 1), now: now)
                     default: break
                     }
                 }
@@ -118,6 +127,35 @@ struct NodeMachineTests {
         let retired = taken.compactMap { o -> SnapshotMetadata? in if case let .retireSnapshots(newest) = o { newest } else { nil } }
         #expect(retired == [meta])
         #expect(m.core.snapshot == meta)
+    }
+
+    @Test("Once a snapshot holds snapshot-amortize-from bytes of state, the next waits until as many payload bytes were applied after it (the state's bytes, not its small file's)")
+    func snapshotsWaitForAsManyBytesAsTheirState() throws {
+        var net = MachineNet(["n1", "n2", "n3"]) {
+            $0.snapshotThreshold = 5
+            $0.snapshotAmortizeFrom = 1000
+        }
+        net.autoTake = true
+        let l = try net.electLeader()
+        for i in 0..<60 {
+            _ = net.request(l, .put(key: "k\(i)", value: String(repeating: "x", count: 200)))
+            net.tick(ms: 20)
+        }
+        let takes = net.takes[l] ?? []
+        let log = net.machines[l]!.core.log
+        func bytes(_ from: LogIndex, _ through: LogIndex) -> Int { log.bytes(from: from, through: through) }
+        #expect(takes.count >= 4, "\(takes)")
+        #expect(takes.contains { $0.stateBytes >= 1000 }, "\(takes)")
+        for (prev, next) in zip(takes, takes.dropFirst()) {
+            #expect(next.index - prev.index >= 5)
+            guard prev.stateBytes >= 1000 else {
+                #expect(next.index - prev.index == 5, "\(prev) -> \(next)")
+                continue
+            }
+            // Waited for the bytes, and no longer: one entry fewer held too few.
+            #expect(bytes(prev.index + 1, next.index) >= prev.stateBytes, "\(prev) -> \(next)")
+            #expect(next.index - prev.index == 5 || bytes(prev.index + 1, next.index - 1) < prev.stateBytes, "\(prev) -> \(next)")
+        }
     }
 
     @Test("At its start, a node's config event calls the log's latest configuration committed only when the commit index it knows reaches it")

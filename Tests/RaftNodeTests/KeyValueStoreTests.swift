@@ -38,6 +38,9 @@ struct KeyValueStoreTests {
         let back = try r.finish()
         #expect(back.values == original.values)
         #expect(back.digest == original.digest)
+        #expect(back.byteCount == original.byteCount)
+        // Kept as writes go (replaced and deleted pairs included), as summing would give.
+        #expect(original.byteCount == original.values.reduce(0) { $0 + $1.key.utf8.count + $1.value.utf8.count })
     }
 
     @Test("a value that is not UTF-8 is refused when its bytes arrive, at its offset")

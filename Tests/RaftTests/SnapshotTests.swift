@@ -66,6 +66,25 @@ struct SnapshotTests {
         #expect(cluster.node("n1").pendingSnapshot?.term == 1)
     }
 
+    @Test(
+        "Once the newest snapshot file is snapshotAmortizeFrom bytes or more, the next waits past the threshold until the entries applied since hold as many payload bytes as that file",
+        arguments: [(1000, [10, 30]), (1001, [10, 20, 30])])
+    func largeSnapshotsWaitForAsManyBytesApplied(amortizeFrom: Int, taken: [LogIndex]) {
+        // The test cluster's snapshot files are 1,000 bytes; commands here are 50 bytes.
+        var settings = Self.settings
+        settings.snapshotAmortizeFrom = amortizeFrom
+        let cluster = TestCluster(settings: settings)
+        cluster.elect("n1")  // the NOP is entry 1
+        var snapshots: [LogIndex] = []
+        for i in 0..<29 {
+            _ = cluster.propose("n1", String(repeating: "\(i % 10)", count: 50))
+            cluster.deliverAll()
+            if let s = cluster["n1"].snapshot?.index, s > 0, s != snapshots.last { snapshots.append(s) }
+        }
+        // The first at 10 (no file before it); at 20 only 500 bytes were applied since.
+        #expect(snapshots == taken)
+    }
+
     @Test func snapshotTakenCompactsLogKeepingTrailingEntries() {
         let cluster = TestCluster(settings: Self.settings)
         cluster.elect("n1")
