@@ -34,7 +34,8 @@ public final class NodeDataWriter {
     public init(directory: String, node: NodeID, keepArchive: Bool = true) throws {
         self.directory = directory
         self.node = node
-        storage = try NodeStorage(directory: directory, keepArchive: keepArchive)
+        // No space reserved ahead of appends: fixtures hold their records and nothing else.
+        storage = try NodeStorage(directory: directory, logOptions: .init(reserveStep: 0), keepArchive: keepArchive)
     }
 
     /// The payload of a put command.
