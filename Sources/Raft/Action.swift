@@ -2,6 +2,15 @@
 /// makes every persisting action (`saveHardState`, `appendLog`, `truncateLog`) durable before
 /// it carries out any later action that is not one: a vote or an acknowledgement never leaves
 /// before what it promises is on disk. Consecutive persisting actions may share one fsync.
+///
+/// One exception (RaftNodeMachine's `CarryOutPlan`): when only appends wait for the sync, a
+/// leader's AppendEntries whose commit index is below the first entry not yet synced may be
+/// sent once those appends are written, before their sync, so that the followers write the
+/// entries while the leader syncs them (the Raft dissertation, 10.2.1). It promises nothing
+/// of the leader's disk, and tells no one of a commit that counted an unsynced entry. The
+/// shell must still finish that sync before it gives the core its next input: the core
+/// counts the leader's own log in the commit quorum, and the answers that let it commit
+/// come as inputs.
 public enum Action: Sendable, Hashable {
     /// Make the term and vote durable.
     case saveHardState(HardState)

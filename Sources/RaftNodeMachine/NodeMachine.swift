@@ -36,8 +36,9 @@ public enum NodeInput: Sendable {
 /// What a node asks its host to do, in order.
 ///
 /// The ordering contract (the core's, `Action`, carried through): a `.persist` is durable
-/// before any later output that is not a `.persist` is carried out. A host persists a run of
-/// them, syncs once, then carries out the rest in order.
+/// before any later output that is not a `.persist` is carried out, but for a leader's
+/// AppendEntries that reveals no commit of an unsynced entry. A host persists a run of them,
+/// syncs once, then carries out the rest in order: `CarryOutPlan` gives the steps.
 public enum NodeOutput: Sendable {
     /// `saveHardState`, `appendLog`, `truncateLog` or `compactLog`.
     case persist(Action)

@@ -34,8 +34,9 @@ import Raft
 /// `Action`s to them.
 ///
 /// A shell calls `persist(_:)` for each action in order and `sync()` before it carries out
-/// the first action that is not a persisting one (a send, an apply, ...), so that nothing
-/// is acknowledged before it is durable and consecutive appends share one fsync.
+/// the first action that depends on them (a send, an apply, ...; RaftNodeMachine's
+/// `CarryOutPlan`), so that nothing is acknowledged before it is durable and consecutive
+/// appends share one fsync.
 public final class NodeStorage {
     public let directory: String
     public let meta: MetaStore

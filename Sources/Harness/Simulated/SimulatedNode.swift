@@ -208,33 +208,31 @@ final class SimulatedNode {
     func carryOut(startUs: Int64) -> Int64 {
         var t = startUs
         while machine.pendingOutputs {
-            let outputs = machine.takeOutputs()
+            // The process runtime's plan: a leader's AppendEntries may leave before the sync of
+            // the appends before it, and so here it leaves before that sync's time.
+            let steps = CarryOutPlan.steps(machine.takeOutputs())
             // When each output that is not a persist leaves, and which follow a sync.
             var times: [Int64] = []
             var afterSync: Set<Int> = []
-            var unsynced = false
+            var synced = false
             var bytes = 0
-            func sync() {
-                t += rates.syncUs + rates.us(bytes, perSecond: rates.syncBytesPerSecond)
-                bytes = 0
-                unsynced = false
-            }
-            for output in outputs {
-                if case let .persist(action) = output {
+            for step in steps {
+                switch step {
+                case let .persist(action):
                     if case let .appendLog(entries) = action { bytes += entries.reduce(0) { $0 + $1.payload.count + 32 } }
-                    unsynced = true
-                    continue
+                case .sync:
+                    t += rates.syncUs + rates.us(bytes, perSecond: rates.syncBytesPerSecond)
+                    bytes = 0
+                    synced = true
+                case .perform:
+                    if synced { afterSync.insert(times.count) }
+                    synced = false
+                    times.append(t)
                 }
-                if unsynced {
-                    sync()
-                    afterSync.insert(times.count)
-                }
-                times.append(t)
             }
-            let trailingSync = unsynced
-            if unsynced { sync() }
+            let trailingSync = synced
             var i = 0
-            let error = storage.carryOut(outputs) { output in
+            let error = storage.carryOut(steps: steps) { output in
                 // The sync before this output is done (for real, and at times[i] in simulated time).
                 if afterSync.contains(i) { durableDuringTurn.append((times[i], UnsyncedWrites.ledger)) }
                 perform(output, at: times[i])
