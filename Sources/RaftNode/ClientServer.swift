@@ -20,6 +20,31 @@ public struct ClientConnection: Sendable {
     }
 }
 
+/// Answers given during one turn of the node's loop, handed to each connection's event loop
+/// in one task at the end of the turn: a write from another thread is a task and a wake-up
+/// of that event loop each, and at 64 clients a turn answers several at once.
+final class AnswerBatch {
+    private var byLoop: [ObjectIdentifier: (loop: any EventLoop, writes: [(channel: any Channel, line: ByteBuffer)])] = [:]
+
+    func add(_ connection: ClientConnection, _ id: JSONValue, _ a: ClientAnswer) {
+        let loop = connection.channel.eventLoop
+        byLoop[ObjectIdentifier(loop), default: (loop, [])].writes.append((connection.channel, ByteBuffer(string: a.line(id: id) + "\n")))
+    }
+
+    /// Hands every answer added to its event loop: written in order, one flush a connection.
+    func flush() {
+        for (_, batch) in byLoop {
+            let writes = batch.writes
+            batch.loop.execute {
+                var flushed = Set<ObjectIdentifier>()
+                for w in writes { w.channel.write(w.line, promise: nil) }
+                for w in writes where flushed.insert(ObjectIdentifier(w.channel)).inserted { w.channel.flush() }
+            }
+        }
+        byLoop.removeAll(keepingCapacity: true)
+    }
+}
+
 /// Splits the input into lines; a line longer than `maxLength` is answered as too long and
 /// skipped up to its end, and the connection goes on.
 final class LineDecoder: ByteToMessageDecoder {

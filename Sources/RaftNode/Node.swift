@@ -171,6 +171,8 @@ final class NodeLoop {
 
     /// The connection and `id` of each client request the machine holds, by token.
     var clients: [ClientToken: (id: JSONValue, connection: ClientConnection)] = [:]
+    /// The answers of this turn, written at its end.
+    let answers = AnswerBatch()
     var nextToken: ClientToken = 1
 
     // Snapshot work.
@@ -261,6 +263,7 @@ final class NodeLoop {
                 machine.step(.storageFailed("\(error)"), now: now)
             }
         }
+        answers.flush()
     }
 
     func perform(_ output: NodeOutput) {
@@ -278,7 +281,7 @@ final class NodeLoop {
             }
         case let .answer(token, answer):
             guard let c = clients.removeValue(forKey: token) else { return }
-            c.connection.answer(c.id, answer)
+            answers.add(c.connection, c.id, answer)
         case let .event(event, term):
             events.write(event, term: term)
         case let .note(text):
