@@ -225,7 +225,7 @@ final class NodeLoop {
             let inputs = mailbox.take(waitingUntil: DispatchTime(uptimeNanoseconds: wake))
             let busy = DispatchTime.now()
             defer { reportSlowIteration(since: busy, inputs: inputs.count) }
-            for input in inputs { handle(input) }
+            machine.step(inputs.map(admit), now: now)
             let t = now
             if t >= machine.nextWake {
                 machine.advance(to: t)
@@ -238,17 +238,19 @@ final class NodeLoop {
         return machine.exitCode
     }
 
-    func handle(_ input: Input) {
+    /// The machine's input for `input`: a client request gets a token and its connection
+    /// is kept until the answer.
+    func admit(_ input: Input) -> NodeInput {
         switch input {
         case let .client(request):
             let token = nextToken
             nextToken += 1
             clients[token] = (request.id, request.connection)
-            machine.step(.client(token, request.op), now: now)
+            return .client(token, request.op)
         case let .node(i):
             if case .snapshotRestored = i { installing = nil }
             if case .snapshotRestoreFailed = i { installing = nil }
-            machine.step(i, now: now)
+            return i
         }
     }
 
@@ -404,7 +406,7 @@ final class NodeLoop {
 
     func shutdown() {
         carryOut()
-        for input in mailbox.close() { handle(input) }  // each client answered shutting-down
+        machine.step(mailbox.close().map(admit), now: now)  // each client answered shutting-down
         machine.shutdown(now: now)
         carryOut()
         installing?.cancel()  // an install not yet renamed into place is dropped, as by a crash

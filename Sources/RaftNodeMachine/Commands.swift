@@ -1,4 +1,5 @@
 import Raft
+import RaftNodeWire
 
 /// A client operation as a log entry's payload: a kind byte, then length-prefixed strings.
 /// A `get` goes through the log too, so that its answer is linearizable: it is answered
@@ -7,6 +8,15 @@ public enum Command: Sendable, Hashable {
     case put(key: String, value: String)
     case delete(key: String)
     case get(key: String)
+
+    /// The command of a client's write (put or delete); nil for any other request.
+    public init?(write op: ClientOp) {
+        switch op {
+        case let .put(key, value): self = .put(key: key, value: value)
+        case let .delete(key): self = .delete(key: key)
+        default: return nil
+        }
+    }
 
     public func encoded() -> [UInt8] {
         var w = ByteWriter()

@@ -106,6 +106,40 @@ struct NodeMachineTests {
         if case let .read(value, _)? = net.answers[missing] { #expect(value == nil) } else { Issue.record("get of a missing key: \(String(describing: net.answers[missing]))") }
     }
 
+    @Test("A turn's writes in a row are proposed as one batch: one AppendEntries to each follower; each answered with its own index, in order around a read")
+    func writesInATurnAreOneBatch() throws {
+        var net = MachineNet(["n1", "n2", "n3"])
+        let l = try net.electLeader()
+        let before = net.machines[l]!.core.log.lastIndex
+        var m = net.machines[l]!
+        _ = m.takeOutputs()
+        let turn: [NodeInput] = [
+            .client(101, .put(key: "a", value: "1")), .client(102, .put(key: "b", value: "2")), .client(103, .delete(key: "a")),
+            .client(104, .get(key: "b")), .client(105, .put(key: "c", value: "3")),
+        ]
+        m.step(turn, now: net.now)
+        let outputs = m.takeOutputs()
+        let appends = outputs.compactMap { o -> [LogIndex]? in
+            if case let .persist(.appendLog(entries)) = o { entries.map(\.index) } else { nil }
+        }
+        let toFollower = outputs.compactMap { o -> Int? in
+            if case let .send(msg) = o, msg.to != l, case let .appendEntries(ae) = msg.body { ae.entries.count } else { nil }
+        }
+        // The three writes before the read in one append; the one after it in another.
+        #expect(appends == [[before + 1, before + 2, before + 3], [before + 4]])
+        #expect(toFollower.filter { $0 == 3 }.count == 2, "one AppendEntries of the three writes to each follower: \(toFollower)")
+        net.machines[l] = m
+        // Deliver what the step sent, and run until every request is answered.
+        for o in outputs { if case let .send(msg) = o, var to = net.machines[msg.to] { to.step(.message(msg), now: net.now); net.machines[msg.to] = to } }
+        net.deliver()
+        net.tick(ms: 100)
+        #expect(net.answers[101] == .written(index: before + 1, term: m.core.term))
+        #expect(net.answers[102] == .written(index: before + 2, term: m.core.term))
+        #expect(net.answers[103] == .written(index: before + 3, term: m.core.term))
+        #expect(net.answers[105] == .written(index: before + 4, term: m.core.term))
+        if case let .read(value, _)? = net.answers[104] { #expect(value == "2") } else { Issue.record("get: \(String(describing: net.answers[104]))") }
+    }
+
     @Test("A snapshot's older files are retired only once the machine has the new one: until then it may offer the older to a peer")
     func olderSnapshotsRetiredAfterTheTake() throws {
         var net = MachineNet(["n1", "n2", "n3"])

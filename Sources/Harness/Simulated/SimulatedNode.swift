@@ -176,8 +176,10 @@ final class SimulatedNode {
             case let .client(_, .put(key, value)): bytes += key.utf8.count + value.utf8.count
             default: break
             }
-            machine.step(input, now: now)
         }
+        // As the process runtime does: the turn's inputs at once (writes in a row proposed
+        // as one batch).
+        machine.step(inputs, now: now)
         costUs += rates.us(bytes, perSecond: rates.cpuBytesPerSecond)
         if now >= machine.nextWake { machine.advance(to: now) }
         busyUntilUs = carryOut(startUs: startUs + costUs)
