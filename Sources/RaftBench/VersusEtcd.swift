@@ -28,6 +28,8 @@ struct VersusOptions {
     var rounds = 5
     /// etcd's --snapshot-count (nil: its default, 100,000).
     var etcdSnapshotCount: Int?
+    /// Failover trials of each system (issue 12 asks for at least 30).
+    var failovers = 30
 }
 
 // MARK: One connection that puts
@@ -380,9 +382,15 @@ func versusEtcdBench(_ o: VersusOptions) throws {
         ("1 client, 100 B", 1, 100, false), ("64 clients, 100 B", 64, 100, false), ("64 clients, 1 KiB", 64, 1024, false),
         ("64 clients, linearizable reads", 64, 0, true),
     ]
+    // Issue 12's goals, as ratios ours / etcd of the medians: ops/s at least, p50 and server
+    // CPU per operation at most (nil: no goal on that figure).
+    let goals: [String: (rate: Double?, p50: Double?, cpu: Double?)] = [
+        "1 client, 100 B": (2.5, nil, 1.0 / 3), "64 clients, 100 B": (3, nil, 1.0 / 3), "64 clients, 1 KiB": (2.5, nil, 1.0 / 3),
+        "64 clients, linearizable reads": (5, nil, nil),
+    ]
     print("")
-    print("| workload | ours: ops/s; p50; server CPU/op; generator CPU/op | etcd: the same | ours / etcd: ops/s; p50; server CPU/op |")
-    print("|---|---|---|---|")
+    print("| workload | ours: ops/s; p50; server CPU/op; generator CPU/op (median, min-max) | etcd: the same | ours / etcd: ops/s; p50; server CPU/op | goals |")
+    print("|---|---|---|---|---|")
     for (label, clients, bytes, reading) in workloads {
         var ours: [RoundResult] = []
         var theirs: [RoundResult] = []
@@ -403,20 +411,33 @@ func versusEtcdBench(_ o: VersusOptions) throws {
                 }
             }
         }
-        func summary(_ r: [RoundResult]) -> (rate: Double, p50: Double, server: Double, client: Double) {
-            (median(r.map(\.rate)), median(r.map(\.p50)), median(r.map(\.serverUs)), median(r.map(\.clientUs)))
+        func cell(_ r: [RoundResult]) -> String {
+            func spread(_ xs: [Double], _ format: String) -> String {
+                let s = xs.sorted()
+                let m = String(format: format, median(s))
+                return s.count < 2 ? m : m + " (" + String(format: format, s.first!) + "-" + String(format: format, s.last!) + ")"
+            }
+            return spread(r.map(\.rate), "%.0f") + "/s; " + spread(r.map(\.p50), "%.2f") + " ms; " + spread(r.map(\.serverUs), "%.0f")
+                + " µs; " + String(format: "%.0f µs", median(r.map(\.clientUs)))
         }
-        let a = summary(ours)
-        let b = summary(theirs)
-        func cell(_ s: (rate: Double, p50: Double, server: Double, client: Double)) -> String {
-            String(format: "%.0f/s; %.2f ms; %.0f µs; %.0f µs", s.rate, s.p50, s.server, s.client)
+        let rate = median(ours.map(\.rate)) / median(theirs.map(\.rate))
+        let p50 = median(ours.map(\.p50)) / median(theirs.map(\.p50))
+        let cpu = median(ours.map(\.serverUs)) / median(theirs.map(\.serverUs))
+        var verdicts: [String] = []
+        if let g = goals[label] {
+            if let want = g.rate { verdicts.append(String(format: "ops/s >= %.1fx: %@", want, rate >= want ? "met" : "NOT met")) }
+            if let want = g.cpu { verdicts.append(String(format: "CPU <= %.2fx: %@", want, cpu <= want ? "met" : "NOT met")) }
+            if label == "1 client, 100 B" {
+                let ms = median(ours.map(\.p50))
+                verdicts.append(String(format: "p50 <= 0.5 ms: %@", ms <= 0.5 ? "met" : "NOT met"))
+            }
         }
-        print("| \(label) | \(cell(a)) | \(cell(b)) | " + String(format: "**%.2f**; %.2f; **%.2f**", a.rate / b.rate, a.p50 / b.p50, a.server / b.server) + " |")
+        print("| \(label) | \(cell(ours)) | \(cell(theirs)) | " + String(format: "**%.2f**; %.2f; **%.2f**", rate, p50, cpu) + " | " + verdicts.joined(separator: "; ") + " |")
     }
     print("")
     print("  (server CPU/op: the three servers' user+system time over a round / its operations; generator CPU/op: this process's, not counted as the servers')")
 
-    let times = max(5, o.rounds)
+    let times = o.failovers
     let (fa, fb) = try failoverRounds(times: times, ours: &nodes, names: names, binary: binary, members: members, etcd: etcdCluster!)
     func spread(_ xs: [Double]) -> (p50: Double, p90: Double, max: Double) {
         let s = xs.sorted()
@@ -427,6 +448,7 @@ func versusEtcdBench(_ o: VersusOptions) throws {
     print("")
     print("Failover, SIGKILL of the leader to the next put a survivor acknowledges (\(times) each, alternating; p50 / p90 / max):")
     print(String(format: "  ours %.0f / %.0f / %.0f ms; etcd %.0f / %.0f / %.0f ms; ours / etcd %.2f / %.2f / %.2f", x.p50, x.p90, x.max, y.p50, y.p90, y.max, x.p50 / y.p50, x.p90 / y.p90, x.max / y.max))
+    print("  goals: p50 <= 0.3x: \(x.p50 / y.p50 <= 0.3 ? "met" : "NOT met"); max <= 0.5x: \(x.max / y.max <= 0.5 ? "met" : "NOT met")")
     print("  ours: " + fa.map { String(format: "%.0f", $0) }.joined(separator: ", ") + " ms; etcd: " + fb.map { String(format: "%.0f", $0) }.joined(separator: ", ") + " ms")
 }
 
