@@ -136,7 +136,7 @@ func storageBench(dir: String, stateMiB: Int, appendSeconds: Double) throws {
     try? FileManager.default.removeItem(atPath: snapDir)
 }
 
-let usage = "usage: raft-bench storage|node|checker|etcd|compare|catchup|soak|all [--dir DIR] [--state-mib N] [--seconds S] [--values N] [--snapshot-chunk BYTES] [--rounds N] [--etcd-snapshot-count N] [--failovers N] [--link-mbit N] [--minutes M] [--keep]"
+let usage = "usage: raft-bench storage|node|checker|etcd|compare|catchup|soak|all [--dir DIR] [--state-mib N] [--seconds S] [--values N] [--snapshot-chunk BYTES] [--rounds N] [--etcd-snapshot-count N] [--failovers N] [--only WORKLOAD] [--link-mbit N] [--minutes M] [--keep]"
 var args = Array(CommandLine.arguments.dropFirst())
 var what = args.isEmpty || args[0].hasPrefix("-") ? "storage" : args.removeFirst()
 guard ["storage", "node", "checker", "etcd", "compare", "catchup", "soak", "all"].contains(what) else { fail("unknown bench '\(what)'; \(usage)") }
@@ -154,6 +154,7 @@ var rounds = 5
 var etcdSnapshotCount: Int?
 var secondsGiven: Double?
 var failovers = 30
+var only: String?
 var soakMinutes = 10.0
 while !args.isEmpty {
     let flag = args.removeFirst()
@@ -173,7 +174,8 @@ while !args.isEmpty {
         secondsGiven = s
     case "--rounds": guard let n = Int(value), n > 0 else { fail("--rounds needs a positive number") }; rounds = n
     case "--etcd-snapshot-count": guard let n = Int(value), n > 0 else { fail("--etcd-snapshot-count needs a positive number") }; etcdSnapshotCount = n
-    case "--failovers": guard let n = Int(value), n > 0 else { fail("--failovers needs a positive number") }; failovers = n
+    case "--failovers": guard let n = Int(value), n >= 0 else { fail("--failovers needs a number, 0 or more") }; failovers = n
+    case "--only": only = value
     case "--minutes": guard let m = Double(value), m > 0 else { fail("--minutes needs a positive number") }; soakMinutes = m
     case "--snapshot-chunk": snapshotChunk = value
     case "--values": guard let n = Int(value), n > 0 else { fail("--values needs a positive number") }; values = n
@@ -191,7 +193,7 @@ do {
         print("")
     }
     if what == "etcd" {
-        try versusEtcdBench(VersusOptions(dir: dir + "/etcd", seconds: secondsGiven ?? 5, rounds: rounds, etcdSnapshotCount: etcdSnapshotCount, failovers: failovers))
+        try versusEtcdBench(VersusOptions(dir: dir + "/etcd", seconds: secondsGiven ?? 5, rounds: rounds, etcdSnapshotCount: etcdSnapshotCount, failovers: failovers, only: only))
         if !keep { try? FileManager.default.removeItem(atPath: dir + "/etcd") }
     }
     if what == "soak" {
