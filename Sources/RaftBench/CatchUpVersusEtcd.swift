@@ -488,22 +488,6 @@ final class PumpPair: @unchecked Sendable {
     }
 }
 
-func connectLoopback(_ port: UInt16) -> Int32? {
-    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    guard fd >= 0 else { return nil }
-    var addr = sockaddr_in()
-    addr.sin_family = sa_family_t(AF_INET)
-    addr.sin_port = port.bigEndian
-    addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-    let r = withUnsafePointer(to: &addr) { p in
-        p.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-    }
-    guard r == 0 else {
-        close(fd)
-        return nil
-    }
-    return fd
-}
 
 /// All of a file by read(2) to its end: Foundation reads a /proc file (size 0) only up to
 /// its first page, and /proc/net/tcp is longer than that here.
@@ -658,28 +642,9 @@ final class OursSide {
         return (answer, leader)
     }
 
-    /// A snapshot on every node at once; then again on any whose snapshot does not reach the
-    /// leader's commit index (it had not applied everything when asked). Its seconds.
+    /// A snapshot on every node (`snapshotOnEveryNode`); the seconds of its first round.
     func snapshotEveryNode() throws -> Double {
-        let t = try elapsed {
-            for s in sockets { try s.send(#"{"id":1,"op":"snapshot"}"# + "\n") }
-            for s in sockets {
-                let a = try parseAnswer(s.readLine())
-                guard a["ok"]?.boolValue == true else { throw BenchError("snapshot answered \(a)") }
-            }
-        }
-        let committed = int(try status(sockets[try waitForLeader(sockets, names: names)])["commitIndex"])
-        for (i, s) in sockets.enumerated() {
-            var tries = 0
-            while int(try status(s)["snapshotIndex"]) < committed {
-                tries += 1
-                guard tries <= 20 else { throw BenchError("\(names[i])'s snapshot does not reach index \(committed)") }
-                let a = try s.call(#"{"id":2,"op":"snapshot"}"#)
-                guard a["ok"]?.boolValue == true else { throw BenchError("snapshot on \(names[i]) answered \(a)") }
-                if int(a["index"]) < committed { usleep(50_000) }
-            }
-        }
-        return t
+        try snapshotOnEveryNode(sockets, names: names).seconds
     }
 
     /// Adds `name`, times its catch-up, removes it again.
@@ -889,17 +854,11 @@ func etcdLogDate(_ line: Substring) -> Date? {
 // MARK: The bench
 
 func catchUpBench(_ o: CatchUpOptions) throws {
-    guard let selfPath = Bundle.main.executablePath else { throw BenchError("cannot tell where raft-bench is") }
-    let binary = URL(fileURLWithPath: selfPath).resolvingSymlinksInPath().deletingLastPathComponent().appendingPathComponent("raft-node").path
-    guard FileManager.default.isExecutableFile(atPath: binary) else {
-        throw BenchError("no raft-node beside raft-bench (\(binary)); build it first: swift build -c release --product raft-node")
-    }
+    let binary = try raftNodeBesideBench()
     guard let etcd = NodeBinaries.onPath("etcd"), let etcdctl = NodeBinaries.onPath("etcdctl") else {
         throw BenchError("no etcd and etcdctl on PATH: apt-get install -y etcd-server etcd-client (Debian's etcd 3.4)")
     }
-    var template = Array("/tmp/rbc.XXXXXX".utf8CString)
-    guard let sockDirC = mkdtemp(&template) else { throw BenchError("mkdtemp failed") }
-    let sockDir = String(cString: sockDirC)
+    let sockDir = try socketDirectory("rbc")
     defer { try? FileManager.default.removeItem(atPath: sockDir) }
     try? FileManager.default.removeItem(atPath: o.dir)
     try FileManager.default.createDirectory(atPath: o.dir, withIntermediateDirectories: true)

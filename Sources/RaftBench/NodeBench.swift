@@ -303,18 +303,79 @@ func eventMs(_ dataDir: String, _ event: String) -> Int? {
     return found
 }
 
-// MARK: The bench
+// MARK: What every bench of real nodes starts with
 
-func nodeBench(_ o: NodeBenchOptions) throws {
+/// The release raft-node beside this raft-bench, or why there is none.
+func raftNodeBesideBench() throws -> String {
     guard let selfPath = Bundle.main.executablePath else { throw BenchError("cannot tell where raft-bench is") }
     let binary = URL(fileURLWithPath: selfPath).resolvingSymlinksInPath().deletingLastPathComponent().appendingPathComponent("raft-node").path
     guard FileManager.default.isExecutableFile(atPath: binary) else {
         throw BenchError("no raft-node beside raft-bench (\(binary)); build it first: swift build -c release --product raft-node")
     }
-    // Sockets under a short /tmp dir (NIO refuses paths over 103 bytes); data on the disk.
-    var template = Array("/tmp/rb.XXXXXX".utf8CString)
-    guard let sockDirC = mkdtemp(&template) else { throw BenchError("mkdtemp failed") }
-    let sockDir = String(cString: sockDirC)
+    return binary
+}
+
+/// A new directory `/tmp/PREFIX.XXXXXX` for UNIX sockets: short, as NIO refuses socket paths
+/// over 103 bytes (the data stays on the disk being measured).
+func socketDirectory(_ prefix: String) throws -> String {
+    var template = Array("/tmp/\(prefix).XXXXXX".utf8CString)
+    guard let dir = mkdtemp(&template) else { throw BenchError("mkdtemp failed: errno \(errno)") }
+    return String(cString: dir)
+}
+
+/// A TCP connection to 127.0.0.1:`port`, with TCP_NODELAY; nil when it cannot connect.
+func connectLoopback(_ port: UInt16) -> Int32? {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    guard fd >= 0 else { return nil }
+    var one: Int32 = 1
+    setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
+    var addr = sockaddr_in()
+    addr.sin_family = sa_family_t(AF_INET)
+    addr.sin_port = port.bigEndian
+    addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+    let r = withUnsafePointer(to: &addr) { p in
+        p.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+    }
+    guard r == 0 else {
+        close(fd)
+        return nil
+    }
+    return fd
+}
+
+/// A snapshot on every node at once, then again on any whose snapshot does not reach the
+/// leader's commit index (a follower that had not applied everything when asked, perhaps
+/// elected since: the leader may change under a bulk load). Returns the seconds of the first
+/// round and how many times each node was asked again.
+func snapshotOnEveryNode(_ sockets: [LineSocket], names: [String]) throws -> (seconds: Double, askedAgain: [Int]) {
+    let seconds = try elapsed {
+        for s in sockets { try s.send(#"{"id":1,"op":"snapshot"}"# + "\n") }
+        for s in sockets {
+            let a = try parseAnswer(s.readLine())
+            guard a["ok"]?.boolValue == true else { throw BenchError("snapshot answered \(a)") }
+        }
+    }
+    let committed = int(try status(sockets[try waitForLeader(sockets, names: names)])["commitIndex"])
+    var again: [Int] = []
+    for (i, s) in sockets.enumerated() {
+        var tries = 0
+        while int(try status(s)["snapshotIndex"]) < committed {
+            tries += 1
+            guard tries <= 20 else { throw BenchError("\(names[i])'s snapshot does not reach index \(committed)") }
+            let a = try s.call(#"{"id":2,"op":"snapshot"}"#)
+            guard a["ok"]?.boolValue == true else { throw BenchError("snapshot on \(names[i]) answered \(a)") }
+            if int(a["index"]) < committed { usleep(50_000) }
+        }
+        again.append(tries)
+    }
+    return (seconds, again)
+}
+
+// MARK: The bench
+
+func nodeBench(_ o: NodeBenchOptions) throws {
+    let binary = try raftNodeBesideBench()
+    let sockDir = try socketDirectory("rb")
     try? FileManager.default.removeItem(atPath: o.dir)
     try FileManager.default.createDirectory(atPath: o.dir, withIntermediateDirectories: true)
     var nodes: [NodeProcess] = []
@@ -351,32 +412,13 @@ func nodeBench(_ o: NodeBenchOptions) throws {
     print(String(format: "Catch-up by snapshot: %d values of %d KiB of text-like data (%.0f MiB):", o.values, o.valueBytes >> 10, stateMiB))
     let (loaded, loadSeconds) = try load(socket: nodes[firstLeader].client, count: o.values, valueBytes: o.valueBytes, window: 16)
     print(String(format: "  load through the client socket (16 puts in flight): %.1f s, %.1f MB/s", loadSeconds, Double(loaded) / 1e6 / loadSeconds))
-    let snapSeconds = try elapsed {
-        for s in sockets { try s.send(#"{"id":1,"op":"snapshot"}"# + "\n") }  // all three at once
-        for s in sockets {
-            let a = try parseAnswer(s.readLine())
-            guard a["ok"]?.boolValue == true else { throw BenchError("snapshot answered \(a)") }
-        }
+    // By the snapshot, so that n4 catches up by it and not by replaying the log's 64 KiB
+    // entries; then ask again for the leader, and follow a not-leader answer to `add`.
+    let (snapSeconds, askedAgain) = try snapshotOnEveryNode(sockets, names: names)
+    for (i, tries) in askedAgain.enumerated() where tries > 0 {
+        print("  (\(names[i])'s snapshot did not cover the commit index; asked again \(tries)x)")
     }
-    // The leader may have changed under the load (see README): ask again, and follow a
-    // not-leader answer to `add`. A node that was behind when asked (a follower that had not
-    // yet applied everything, since elected) snapshotted less than is committed: ask each
-    // node again until its snapshot covers the leader's commit index, so that n4 catches up
-    // by the snapshot and not by replaying the log's 64 KiB entries.
     var leader = try waitForLeader(sockets, names: names)
-    let committed = int(try status(sockets[leader])["commitIndex"])
-    for (i, s) in sockets.enumerated() {
-        var tries = 0
-        while int(try status(s)["snapshotIndex"]) < committed {
-            tries += 1
-            guard tries <= 20 else { throw BenchError("\(names[i])'s snapshot does not reach index \(committed)") }
-            let a = try s.call(#"{"id":2,"op":"snapshot"}"#)
-            guard a["ok"]?.boolValue == true else { throw BenchError("snapshot on \(names[i]) answered \(a)") }
-            if int(a["index"]) < committed { usleep(50_000) }
-        }
-        if tries > 0 { print("  (\(names[i])'s snapshot did not cover the commit index \(committed); asked again \(tries)x)") }
-    }
-    leader = try waitForLeader(sockets, names: names)
     let leaderStatus = try status(sockets[leader])
     print(String(format: "  snapshot on every node (at once): %.1f s; leader %@, commitIndex %d, snapshotIndex %d", snapSeconds, names[leader], int(leaderStatus["commitIndex"]), int(leaderStatus["snapshotIndex"])))
 

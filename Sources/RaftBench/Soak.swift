@@ -28,14 +28,8 @@ struct SoakOptions {
 
 /// Runs the soak; returns whether every node's memory stayed within the tolerance.
 func soakBench(_ o: SoakOptions) throws -> Bool {
-    guard let selfPath = Bundle.main.executablePath else { throw BenchError("cannot tell where raft-bench is") }
-    let binary = URL(fileURLWithPath: selfPath).resolvingSymlinksInPath().deletingLastPathComponent().appendingPathComponent("raft-node").path
-    guard FileManager.default.isExecutableFile(atPath: binary) else {
-        throw BenchError("no raft-node beside raft-bench (\(binary)); build it first: swift build -c release --product raft-node")
-    }
-    var template = Array("/tmp/rbs.XXXXXX".utf8CString)
-    guard let sockDirC = mkdtemp(&template) else { throw BenchError("mkdtemp failed") }
-    let sockDir = String(cString: sockDirC)
+    let binary = try raftNodeBesideBench()
+    let sockDir = try socketDirectory("rbs")
     try? FileManager.default.removeItem(atPath: o.dir)
     try FileManager.default.createDirectory(atPath: o.dir, withIntermediateDirectories: true)
     let names = ["n1", "n2", "n3"]

@@ -75,21 +75,7 @@ final class EtcdConnection: PutConnection {
     private var buffer: [UInt8] = []
 
     init(port: UInt16) throws {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { throw BenchError("socket: errno \(errno)") }
-        var one: Int32 = 1
-        setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_port = port.bigEndian
-        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let r = withUnsafePointer(to: &addr) { p in
-            p.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        guard r == 0 else {
-            close(fd)
-            throw BenchError("connect to 127.0.0.1:\(port): errno \(errno)")
-        }
+        guard let fd = connectLoopback(port) else { throw BenchError("connect to 127.0.0.1:\(port): errno \(errno)") }
         self.fd = fd
         host = "127.0.0.1:\(port)"
     }
@@ -340,17 +326,11 @@ func median(_ xs: [Double]) -> Double {
 // MARK: The bench
 
 func versusEtcdBench(_ o: VersusOptions) throws {
-    guard let selfPath = Bundle.main.executablePath else { throw BenchError("cannot tell where raft-bench is") }
-    let binary = URL(fileURLWithPath: selfPath).resolvingSymlinksInPath().deletingLastPathComponent().appendingPathComponent("raft-node").path
-    guard FileManager.default.isExecutableFile(atPath: binary) else {
-        throw BenchError("no raft-node beside raft-bench (\(binary)); build it first: swift build -c release --product raft-node")
-    }
+    let binary = try raftNodeBesideBench()
     guard let etcd = NodeBinaries.onPath("etcd") else {
         throw BenchError("no etcd on PATH: apt-get install -y etcd-server (Debian's etcd 3.4)")
     }
-    var template = Array("/tmp/rbe.XXXXXX".utf8CString)
-    guard let sockDirC = mkdtemp(&template) else { throw BenchError("mkdtemp failed") }
-    let sockDir = String(cString: sockDirC)
+    let sockDir = try socketDirectory("rbe")
     try? FileManager.default.removeItem(atPath: o.dir)
     try FileManager.default.createDirectory(atPath: o.dir, withIntermediateDirectories: true)
 
