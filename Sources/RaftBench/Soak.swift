@@ -121,7 +121,7 @@ func soakBench(_ o: SoakOptions) throws -> Bool {
     return passed
 }
 
-/// A value shared by the soak's threads.
+/// A value shared by threads (the soak's, the load generator's counts).
 final class SharedValue<T: Sendable>: @unchecked Sendable {
     private let lock = NSLock()
     private var value: T
