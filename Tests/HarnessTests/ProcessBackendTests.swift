@@ -49,7 +49,7 @@ struct ProcessBackendTests {
     }
 
     @Test("A child starts with its three standard descriptors and nothing else of the harness")
-    func childInheritsOnlyItsStandardStreams() throws {
+    func childInheritsOnlyItsStandardStreams() async throws {
         // A descriptor without close-on-exec, as SwiftNIO's accepted sockets are.
         let leaked = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
         #expect(leaked > 2)
@@ -65,12 +65,14 @@ struct ProcessBackendTests {
         // The spawn returns after the exec, but sleep's own start-up (the dynamic loader
         // opening libc, setlocale opening the locale archive) holds descriptor 3 for a
         // moment: a CI run saw it. Those close by themselves and an inherited one never
-        // does, so wait up to 5 s for the set to be the standard three.
+        // does, so wait up to 5 s for the set to be the standard three. Asleep, not blocking
+        // its thread: a test that held a thread of the shared pool for seconds starved the
+        // process tests beside it (a node's status answer went unread past its deadline).
         var fds: [String] = []
         for _ in 0..<500 {
             fds = ((try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(child.pid)/fd")) ?? []).sorted()
             if fds == ["0", "1", "2"] { break }
-            usleep(10_000)
+            try await Task.sleep(for: .milliseconds(10))
         }
         let targets = fds.map { fd in
             (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(child.pid)/fd/\(fd)")) ?? "?"
