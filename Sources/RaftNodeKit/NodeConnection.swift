@@ -173,14 +173,17 @@ public final class NodeConnection {
     }
 
     /// The same from async code: the blocking call runs on a thread of its own, so that no
-    /// thread of the cooperative pool waits on a socket.
+    /// thread of the cooperative pool waits on a socket. Not on a concurrent dispatch queue:
+    /// on Linux that shares the pool's few threads, and while other work held them (the test
+    /// suite's CPU-bound tests at its start) a node's status request waited past its
+    /// deadline without being sent (CI failed three times).
     public static func request(_ op: ClientOp, to path: String, timeoutMs: Int) async -> ClientReply {
         await withCheckedContinuation { (c: CheckedContinuation<ClientReply, Never>) in
-            blockingCalls.async { c.resume(returning: request(op, to: path, timeoutMs: timeoutMs)) }
+            let thread = Thread { c.resume(returning: request(op, to: path, timeoutMs: timeoutMs)) }
+            thread.stackSize = 256 << 10
+            thread.start()
         }
     }
-
-    private static let blockingCalls = DispatchQueue(label: "raft-node-kit.requests", attributes: .concurrent)
 }
 
 private func systemClose(_ fd: Int32) -> Int32 {
