@@ -266,11 +266,8 @@ func runTool(_ path: String, _ arguments: [String], scratch: String) throws -> (
     return (how == "exit 0", (try? String(contentsOfFile: out, encoding: .utf8)) ?? "")
 }
 
-/// A port on 127.0.0.1 that was free a moment ago.
-func freeLoopbackPort() throws -> UInt16 {
-    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    guard fd >= 0 else { throw BenchError("socket: errno \(errno)") }
-    defer { close(fd) }
+/// Binds `fd` to a port of 127.0.0.1 the system picks; that port, or nil.
+func bindLoopbackAnyPort(_ fd: Int32) -> UInt16? {
     var addr = sockaddr_in()
     addr.sin_family = sa_family_t(AF_INET)
     addr.sin_port = 0
@@ -279,8 +276,16 @@ func freeLoopbackPort() throws -> UInt16 {
     let ok = withUnsafeMutablePointer(to: &addr) { p in
         p.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) == 0 && getsockname(fd, $0, &len) == 0 }
     }
-    guard ok else { throw BenchError("bind to a free port: errno \(errno)") }
-    return UInt16(bigEndian: addr.sin_port)
+    return ok ? UInt16(bigEndian: addr.sin_port) : nil
+}
+
+/// A port on 127.0.0.1 that was free a moment ago.
+func freeLoopbackPort() throws -> UInt16 {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    guard fd >= 0 else { throw BenchError("socket: errno \(errno)") }
+    defer { close(fd) }
+    guard let port = bindLoopbackAnyPort(fd) else { throw BenchError("bind to a free port: errno \(errno)") }
+    return port
 }
 
 // MARK: The link: a userspace TCP proxy with one shared token bucket
@@ -325,19 +330,10 @@ final class LinkProxy: @unchecked Sendable {
         guard fd >= 0 else { throw BenchError("proxy socket: errno \(errno)") }
         var one: Int32 = 1
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_port = 0
-        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let ok = withUnsafeMutablePointer(to: &addr) { p in
-            p.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) == 0 && getsockname(fd, $0, &len) == 0 }
-        }
-        guard ok, Glibc.listen(fd, 128) == 0 else {
+        guard let port = bindLoopbackAnyPort(fd), Glibc.listen(fd, 128) == 0 else {
             close(fd)
             throw BenchError("proxy listen: errno \(errno)")
         }
-        let port = UInt16(bigEndian: addr.sin_port)
         lock.withLock { listeners[port] = fd }
         let t = Thread { [self] in acceptLoop(fd: fd, port: port, target: target, targetIsNew: targetIsNew) }
         t.stackSize = 256 << 10
